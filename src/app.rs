@@ -1,0 +1,378 @@
+//! The app factory: [`App::new`] builds the whole HTTP service from a
+//! [`Config`], and [`App::handle`] answers one request. No socket is involved,
+//! so tests can drive it in-process; `server.rs` puts it on the network.
+
+use std::any::Any;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Version};
+
+use crate::build_info::BUILD;
+use crate::config::Config;
+use crate::metrics::{self, Metrics};
+use crate::request_id::{self, IdGenerator};
+use crate::routes::{self, Dispatch, Endpoint, Verb};
+
+/// The response body type: every pulse answer is small and complete.
+pub type Body = Full<Bytes>;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest path the access log copies.
+const LOGGED_PATH_MAX: usize = 256;
+
+/// The service: cheap to clone, shared by every connection.
+#[derive(Clone)]
+pub struct App {
+    state: Arc<State>,
+}
+
+struct State {
+    config: Config,
+    metrics: Metrics,
+    draining: AtomicBool,
+    started: Instant,
+    ids: IdGenerator,
+}
+
+impl App {
+    pub fn new(config: Config) -> App {
+        App {
+            state: Arc::new(State {
+                config,
+                metrics: Metrics::new(&BUILD),
+                draining: AtomicBool::new(false),
+                started: Instant::now(),
+                ids: IdGenerator::default(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
+    /// From now on `/readyz` answers 503, and HTTP/1 responses ask clients
+    /// to reconnect (`Connection: close`), so that keep-alive clients move to
+    /// another instance while this one drains.
+    pub fn start_draining(&self) {
+        self.state.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.state.draining.load(Ordering::Acquire)
+    }
+
+    /// Answers one request. The request body is never read: no pulse route
+    /// takes one.
+    pub async fn handle<B>(
+        &self,
+        request: Request<B>,
+        remote: Option<SocketAddr>,
+    ) -> Response<Body> {
+        let received = Instant::now();
+        let state = &*self.state;
+        let _in_flight = state.metrics.track_in_flight();
+        let verb = Verb::from_method(request.method());
+        let path = request.uri().path();
+        let (route, dispatch) = routes::dispatch(verb, path, state.config.fault_injection);
+        let request_id = request
+            .headers()
+            .get(&X_REQUEST_ID)
+            .filter(|id| request_id::is_acceptable(id.as_bytes()))
+            .cloned()
+            .unwrap_or_else(|| state.ids.next());
+
+        let mut response = match dispatch {
+            Dispatch::Serve(endpoint) => match catch_unwind(self.serve(endpoint)).await {
+                Ok(response) => response,
+                Err(panic) => {
+                    state.metrics.count_panic();
+                    log::error!(
+                        target: "pulse::app",
+                        request_id = request_id.to_str().unwrap_or("-"),
+                        route = route.label();
+                        "handler panicked ({}); answered 500",
+                        panic_message(&*panic)
+                    );
+                    json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                }
+            },
+            Dispatch::BadParameter(reason) => json_error(StatusCode::BAD_REQUEST, reason),
+            Dispatch::MethodNotAllowed { allow } => {
+                let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                response
+            }
+            Dispatch::NotFound => json_error(StatusCode::NOT_FOUND, "Not found"),
+        };
+
+        let headers = response.headers_mut();
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        if route.is_probe() {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
+        if self.is_draining() && request.version() <= Version::HTTP_11 {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+
+        if verb == Verb::Head {
+            response = without_body(response);
+        }
+
+        let status = response.status();
+        let elapsed = received.elapsed();
+        state.metrics.observe(verb, route, status, elapsed);
+        let level = if route.is_probe() {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            target: "pulse::access",
+            level,
+            method = verb.label(),
+            path = truncate(path, LOGGED_PATH_MAX),
+            status = status.as_u16(),
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            request_id = request_id.to_str().unwrap_or("-"),
+            remote:% = OptionalAddr(remote);
+            "request"
+        );
+        response
+    }
+
+    async fn serve(&self, endpoint: Endpoint) -> Response<Body> {
+        let state = &*self.state;
+        match endpoint {
+            Endpoint::Root => text(StatusCode::OK, "Hello, DevOps!"),
+            Endpoint::Health => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "status": "healthy",
+                    "version": BUILD.version,
+                    "uptime_seconds": state.started.elapsed().as_secs(),
+                }),
+            ),
+            Endpoint::Livez => json(StatusCode::OK, serde_json::json!({"status": "alive"})),
+            Endpoint::Readyz => {
+                if self.is_draining() {
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        serde_json::json!({"status": "draining"}),
+                    )
+                } else {
+                    json(StatusCode::OK, serde_json::json!({"status": "ready"}))
+                }
+            }
+            Endpoint::Version => json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "version": BUILD.version,
+                    "commit": BUILD.commit,
+                    "rustc": BUILD.rustc,
+                    "target": BUILD.target,
+                }),
+            ),
+            Endpoint::Metrics => {
+                let mut response = Response::new(Body::from(state.metrics.render()));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(metrics::CONTENT_TYPE),
+                );
+                response
+            }
+            Endpoint::Delay(duration) => {
+                tokio::time::sleep(duration).await;
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({"delayed_ms": duration_millis(duration)}),
+                )
+            }
+            Endpoint::Status(status) => status_response(status),
+            Endpoint::Panic => panic!("fault injection: GET /panic"),
+        }
+    }
+}
+
+/// Runs a future and turns a panic inside it into an `Err`, so one request's
+/// bug costs one 500 instead of the connection or the process.
+async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut future = pin!(future);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `{"error": message}` with the given status.
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, serde_json::json!({ "error": message }))
+}
+
+/// `/status/{code}`: a JSON body, except for the codes that must not have one.
+fn status_response(status: StatusCode) -> Response<Body> {
+    if matches!(status.as_u16(), 204 | 205 | 304) {
+        let mut response = Response::new(Body::default());
+        *response.status_mut() = status;
+        return response;
+    }
+    json(status, serde_json::json!({ "status": status.as_u16() }))
+}
+
+/// A HEAD answer: GET's status and headers, including its `Content-Length`,
+/// and no body. HTTP/2 treats body bytes on a HEAD response as a protocol
+/// error, so they are dropped here rather than left to the connection.
+fn without_body(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
+    Response::from_parts(parts, Body::default())
+}
+
+fn duration_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Displays a remote address, or `-` when there is none (in-process calls).
+struct OptionalAddr(Option<SocketAddr>);
+
+impl std::fmt::Display for OptionalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn call(app: &App, method: &str, path: &str) -> (Response<()>, String) {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap();
+        let (parts, body) = app.handle(request, None).await.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            Response::from_parts(parts, ()),
+            String::from_utf8(bytes.to_vec()).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_app_answers_in_process_without_a_network() {
+        let app = App::new(Config::default());
+        let (response, body) = call(&app, "GET", "/").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(body, "Hello, DevOps!");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["x-request-id"].len(), 32);
+    }
+
+    #[tokio::test]
+    async fn draining_flips_readiness() {
+        let app = App::new(Config::default());
+        assert_eq!(call(&app, "GET", "/readyz").await.0.status(), 200);
+        app.start_draining();
+        let (response, body) = call(&app, "GET", "/readyz").await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(body, r#"{"status":"draining"}"#);
+        assert_eq!(response.headers()["connection"], "close");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_becomes_a_counted_500() {
+        let app = App::new(Config {
+            fault_injection: true,
+            ..Config::default()
+        });
+        let (response, body) = call(&app, "GET", "/panic").await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(body, r#"{"error":"Internal server error"}"#);
+        let metrics = String::from_utf8(app.metrics().render()).unwrap();
+        assert!(
+            metrics.contains("pulse_handler_panics_total 1"),
+            "{metrics}"
+        );
+        assert_eq!(call(&app, "GET", "/").await.0.status(), 200);
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

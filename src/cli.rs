@@ -1,0 +1,84 @@
+//! The command line: a handful of words, parsed by hand.
+
+use std::ffi::OsString;
+
+use crate::build_info::BUILD;
+use crate::config::SETTINGS;
+
+/// What the binary was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    Healthcheck,
+    Version,
+    Help,
+}
+
+/// Exit code for a bad setting or a bad command line.
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the arguments after the program name.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let words: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str().unwrap_or("\u{fffd}"))
+        .collect();
+    match words.as_slice() {
+        [] | ["serve"] => Ok(Command::Serve),
+        ["healthcheck"] => Ok(Command::Healthcheck),
+        ["--version" | "-V" | "version"] => Ok(Command::Version),
+        ["--help" | "-h" | "help"] => Ok(Command::Help),
+        [word, ..] if words.len() == 1 => Err(format!("unknown command {word:?}")),
+        _ => Err(format!("expected at most one command, got {}", words.len())),
+    }
+}
+
+pub fn version_line() -> String {
+    format!(
+        "pulse {} (commit {}, {}, {})",
+        BUILD.version, BUILD.commit, BUILD.rustc, BUILD.target
+    )
+}
+
+pub fn help_text() -> String {
+    let mut text = format!(
+        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
+        version_line()
+    );
+    for setting in SETTINGS {
+        text.push_str(&format!(
+            "  {:<27} {:<7} {}\n",
+            setting.name, setting.default, setting.meaning
+        ));
+    }
+    text.push_str("\nA bad setting exits with code 2 before pulse binds its port.\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_words(words: &[&str]) -> Result<Command, String> {
+        parse(words.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn parses_each_command() {
+        assert_eq!(parse_words(&[]), Ok(Command::Serve));
+        assert_eq!(parse_words(&["healthcheck"]), Ok(Command::Healthcheck));
+        assert_eq!(parse_words(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
+        assert!(parse_words(&["--port"]).unwrap_err().contains("--port"));
+        assert!(parse_words(&["serve", "now"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_every_setting() {
+        let help = help_text();
+        for setting in SETTINGS {
+            assert!(help.contains(setting.name), "{}", setting.name);
+        }
+    }
+}

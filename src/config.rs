@@ -1,0 +1,473 @@
+//! Settings: read from the environment plus an optional `.env` file, checked
+//! once at startup, then immutable.
+//!
+//! Every setting is listed in [`SETTINGS`], which also feeds `pulse --help`,
+//! so the documentation cannot drift from the parser. A bad value is a
+//! [`ConfigError`] whose message names the variable, the value and what is
+//! allowed; the binary prints it and exits with code 2 before binding.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::dotenv;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for people at a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// The whole configuration of one pulse process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub host: IpAddr,
+    /// 0 asks the OS for a free port; the log names the one bound.
+    pub port: u16,
+    /// An env_logger filter such as `info` or `info,pulse::access=warn`.
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    /// How long pulse keeps serving after SIGTERM while `/readyz` says
+    /// draining, so that load balancers stop sending new traffic first.
+    pub drain_delay: Duration,
+    /// How long in-flight requests may take to finish once pulse stops accepting.
+    pub shutdown_timeout: Duration,
+    /// A client must send a complete request head within this time, both on
+    /// a new connection and between requests on a keep-alive one.
+    pub header_read_timeout: Duration,
+    /// Connections beyond this wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Enables `/delay/{ms}`, `/status/{code}` and `/panic`. Off by default.
+    pub fault_injection: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 8080,
+            log_filter: "info".to_owned(),
+            log_format: LogFormat::Text,
+            drain_delay: Duration::from_secs(3),
+            shutdown_timeout: Duration::from_secs(5),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            fault_injection: false,
+        }
+    }
+}
+
+/// One documented setting.
+pub struct Setting {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every setting pulse reads, in the order `--help` and the README list them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "PORT",
+        default: "8080",
+        meaning: "TCP port to listen on (0 picks a free one)",
+    },
+    Setting {
+        name: "HOST",
+        default: "0.0.0.0",
+        meaning: "IP address to listen on (:: for IPv6 and IPv4)",
+    },
+    Setting {
+        name: "RUST_LOG",
+        default: "info",
+        meaning: "log filter in env_logger syntax, e.g. info,pulse::access=warn",
+    },
+    Setting {
+        name: "PULSE_LOG_FORMAT",
+        default: "text",
+        meaning: "text for people, json for one object per line",
+    },
+    Setting {
+        name: "PULSE_DRAIN_DELAY",
+        default: "3s",
+        meaning: "time to keep serving after SIGTERM while /readyz reports draining",
+    },
+    Setting {
+        name: "PULSE_SHUTDOWN_TIMEOUT",
+        default: "5s",
+        meaning: "time in-flight requests get to finish once accepting stops",
+    },
+    Setting {
+        name: "PULSE_HEADER_READ_TIMEOUT",
+        default: "10s",
+        meaning: "time to send a request head; also closes idle keep-alive connections",
+    },
+    Setting {
+        name: "PULSE_MAX_CONNECTIONS",
+        default: "1024",
+        meaning: "open connections at most; more wait in the accept queue",
+    },
+    Setting {
+        name: "PULSE_FAULT_INJECTION",
+        default: "false",
+        meaning: "true enables /delay/{ms}, /status/{code} and /panic",
+    },
+];
+
+/// The longest duration any setting accepts.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// A setting or `.env` line that pulse refuses to start with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A variable holds a value outside what it allows.
+    InvalidValue {
+        name: &'static str,
+        value: String,
+        allowed: &'static str,
+    },
+    /// A line of the `.env` file is malformed.
+    DotEnv {
+        path: String,
+        error: dotenv::DotEnvError,
+    },
+    /// The `.env` file exists but cannot be read.
+    DotEnvUnreadable { path: String, reason: String },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::InvalidValue {
+                name,
+                value,
+                allowed,
+            } => write!(f, "{name}={value:?} is not valid: expected {allowed}"),
+            ConfigError::DotEnv { path, error } => write!(f, "{path} {error}"),
+            ConfigError::DotEnvUnreadable { path, reason } => {
+                write!(f, "{path} cannot be read: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Builds a config from a lookup function, so tests can pass a map instead
+    /// of touching the process environment. Unset variables take their default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let defaults = Config::default();
+        let get = |name: &'static str| lookup(name).map(|value| (name, value));
+        Ok(Config {
+            host: get("HOST").map_or(Ok(defaults.host), |(n, v)| {
+                parse_host(&v).ok_or_else(|| invalid(n, v, "an IP address such as 0.0.0.0, 127.0.0.1 or ::"))
+            })?,
+            port: get("PORT").map_or(Ok(defaults.port), |(n, v)| {
+                v.trim()
+                    .parse::<u16>()
+                    .map_err(|_| invalid(n, v, "a port number from 0 to 65535"))
+            })?,
+            log_filter: get("RUST_LOG").map_or(Ok(defaults.log_filter), |(n, v)| {
+                if is_valid_log_filter(&v) {
+                    Ok(v)
+                } else {
+                    Err(invalid(
+                        n,
+                        v,
+                        "comma-separated directives LEVEL or TARGET[=LEVEL], with LEVEL one of off, error, warn, info, debug, trace",
+                    ))
+                }
+            })?,
+            log_format: get("PULSE_LOG_FORMAT").map_or(Ok(defaults.log_format), |(n, v)| {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "text" => Ok(LogFormat::Text),
+                    "json" => Ok(LogFormat::Json),
+                    _ => Err(invalid(n, v, "text or json")),
+                }
+            })?,
+            drain_delay: duration_setting(&get, "PULSE_DRAIN_DELAY", defaults.drain_delay)?,
+            shutdown_timeout: duration_setting(
+                &get,
+                "PULSE_SHUTDOWN_TIMEOUT",
+                defaults.shutdown_timeout,
+            )?,
+            header_read_timeout: nonzero(
+                "PULSE_HEADER_READ_TIMEOUT",
+                duration_setting(&get, "PULSE_HEADER_READ_TIMEOUT", defaults.header_read_timeout)?,
+            )?,
+            max_connections: get("PULSE_MAX_CONNECTIONS").map_or(
+                Ok(defaults.max_connections),
+                |(n, v)| match v.trim().parse::<usize>() {
+                    Ok(count @ 1..=MAX_CONNECTIONS) => Ok(count),
+                    _ => Err(invalid(n, v, "a whole number from 1 to 1000000")),
+                },
+            )?,
+            fault_injection: get("PULSE_FAULT_INJECTION").map_or(
+                Ok(defaults.fault_injection),
+                |(n, v)| parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false")),
+            )?,
+        })
+    }
+
+    /// Reads the process environment plus `dir/.env` if it exists. The real
+    /// environment wins over the file.
+    pub fn from_env_and_dotenv(dir: &Path) -> Result<Config, ConfigError> {
+        let path = dir.join(".env");
+        let from_file = match std::fs::read_to_string(&path) {
+            Ok(text) => dotenv::parse(&text).map_err(|error| ConfigError::DotEnv {
+                path: ".env".to_owned(),
+                error,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(ConfigError::DotEnvUnreadable {
+                    path: ".env".to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let file_values: HashMap<String, String> = from_file.into_iter().collect();
+        Config::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| file_values.get(name).cloned())
+        })
+    }
+}
+
+fn invalid(name: &'static str, value: String, allowed: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        name,
+        value,
+        allowed,
+    }
+}
+
+fn duration_setting(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+    name: &'static str,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some((name, value)) => parse_duration(&value)
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    value,
+                    "a duration such as 5s, 250ms or 2 (seconds), at most 3600s",
+                )
+            }),
+    }
+}
+
+fn nonzero(name: &'static str, duration: Duration) -> Result<Duration, ConfigError> {
+    if duration.is_zero() {
+        Err(invalid(name, "0".to_owned(), "a duration above zero"))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// Parses `250ms`, `5s` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (digits, millis_per_unit) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1000)
+    } else {
+        (text, 1000)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let count: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(count.checked_mul(millis_per_unit)?))
+}
+
+fn parse_host(text: &str) -> Option<IpAddr> {
+    let text = text.trim();
+    // Accept the bracketed IPv6 form people copy from URLs.
+    let text = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    text.parse().ok()
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// Checks an env_logger filter without building a logger: env_logger itself
+/// only warns about a bad directive and carries on with a different filter.
+pub fn is_valid_log_filter(filter: &str) -> bool {
+    // Everything after the first '/' is a message substring filter.
+    let directives = filter.split('/').next().unwrap_or_default();
+    for directive in directives.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        match directive.split_once('=') {
+            Some((target, level)) => {
+                if !is_log_target(target.trim()) || parse_level(level.trim()).is_none() {
+                    return false;
+                }
+            }
+            None => {
+                if parse_level(directive).is_none() && !is_log_target(directive) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+fn parse_level(text: &str) -> Option<log::LevelFilter> {
+    text.parse().ok()
+}
+
+/// A module path such as `pulse` or `pulse::access`.
+fn is_log_target(text: &str) -> bool {
+    !text.is_empty()
+        && text.split("::").all(|part| {
+            let mut bytes = part.bytes();
+            matches!(bytes.next(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'_'))
+                && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_safe_and_fit_podmans_stop_timeout() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert!(!c.fault_injection);
+        assert_eq!(c.port, 8080);
+        assert!(c.drain_delay + c.shutdown_timeout < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let c = config(&[
+            ("PORT", "9000"),
+            ("HOST", "[::1]"),
+            ("RUST_LOG", "warn,pulse::access=info"),
+            ("PULSE_LOG_FORMAT", "JSON"),
+            ("PULSE_DRAIN_DELAY", "0"),
+            ("PULSE_SHUTDOWN_TIMEOUT", "250ms"),
+            ("PULSE_HEADER_READ_TIMEOUT", "2s"),
+            ("PULSE_MAX_CONNECTIONS", "10"),
+            ("PULSE_FAULT_INJECTION", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.host, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.drain_delay, Duration::ZERO);
+        assert_eq!(c.shutdown_timeout, Duration::from_millis(250));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.max_connections, 10);
+        assert!(c.fault_injection);
+    }
+
+    #[test]
+    fn a_bad_value_names_variable_value_and_what_is_allowed() {
+        let message = config(&[("PORT", "80a")]).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "PORT=\"80a\" is not valid: expected a port number from 0 to 65535"
+        );
+        for (name, value) in [
+            ("HOST", "localhost:80"),
+            ("RUST_LOG", "info,pulse=loud"),
+            ("PULSE_LOG_FORMAT", "xml"),
+            ("PULSE_DRAIN_DELAY", "5 minutes"),
+            ("PULSE_SHUTDOWN_TIMEOUT", "-1s"),
+            ("PULSE_HEADER_READ_TIMEOUT", "0"),
+            ("PULSE_HEADER_READ_TIMEOUT", "7200s"),
+            ("PULSE_MAX_CONNECTIONS", "0"),
+            ("PULSE_FAULT_INJECTION", "maybe"),
+        ] {
+            let message = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("{name}=")), "{message}");
+            assert!(message.contains("expected"), "{message}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_duration("s"), None);
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("99999999999999999999s"), None);
+    }
+
+    #[test]
+    fn log_filters_follow_env_logger_syntax() {
+        for ok in [
+            "info",
+            "off",
+            "pulse=debug,hyper=warn",
+            "pulse",
+            "info/needle",
+            "",
+        ] {
+            assert!(is_valid_log_filter(ok), "{ok}");
+        }
+        for bad in ["pulse=verbose", "=info", "a b"] {
+            assert!(!is_valid_log_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_documented_setting_is_read_and_its_default_is_true() {
+        for setting in SETTINGS {
+            let err = config(&[(setting.name, "!bad value!")]).unwrap_err();
+            assert!(err.to_string().starts_with(setting.name), "{err}");
+        }
+        let documented = config(
+            &SETTINGS
+                .iter()
+                .map(|s| (s.name, s.default))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(documented, Config::default());
+    }
+}

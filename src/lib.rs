@@ -1,0 +1,39 @@
+//! pulse: a minimal, production-grade HTTP service.
+//!
+//! The library is the whole service; `main.rs` only reads the config, sets up
+//! logging and signals, binds, and calls [`run`].
+//!
+//! # Layout
+//!
+//! - `config` and `dotenv`: settings from the environment and `.env`.
+//! - `routes`: the route table, a pure function of method and path.
+//! - `app`: the app factory; builds the service from a `Config` and answers
+//!   one request, in-process.
+//! - `server`: puts an `App` on a listener: HTTP/1.1 and h2c, timeouts, the
+//!   connection cap, and graceful shutdown.
+//! - `metrics` and `process_metrics`: Prometheus metrics.
+//! - `logging`: text and JSON log formats.
+//! - `request_id`, `build_info`: small helpers.
+//! - `cli`, `healthcheck`, `signals`: what only the binary uses.
+
+#![forbid(unsafe_code)]
+#![deny(warnings)]
+
+pub mod app;
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod dotenv;
+pub mod healthcheck;
+pub mod logging;
+pub mod metrics;
+#[cfg(target_os = "linux")]
+pub mod process_metrics;
+pub mod request_id;
+pub mod routes;
+pub mod server;
+pub mod signals;
+
+pub use app::App;
+pub use config::{Config, ConfigError, LogFormat};
+pub use server::{ShutdownRequest, run, serve};

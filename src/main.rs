@@ -1,0 +1,126 @@
+//! The pulse binary: parse the command line and the settings, set up logging
+//! and signals, bind, and hand over to [`pulse::run`].
+
+#![forbid(unsafe_code)]
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use pulse::cli::{self, Command, EXIT_USAGE};
+use pulse::signals::Signals;
+use pulse::{Config, healthcheck, logging};
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("pulse: {message}; see pulse --help");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    match command {
+        Command::Help => {
+            print!("{}", cli::help_text());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("{}", cli::version_line());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck => healthcheck_command(),
+        Command::Serve => serve_command(),
+    }
+}
+
+fn load_config() -> Result<Config, String> {
+    Config::from_env_and_dotenv(Path::new(".")).map_err(|e| format!("pulse: {e}"))
+}
+
+/// Exit codes follow the container healthcheck contract: 0 healthy, 1 not.
+fn healthcheck_command() -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match healthcheck::check(healthcheck::target(&config), healthcheck::TIMEOUT) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(report) => {
+            println!("{report}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve_command() -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if let Err(e) = logging::init(&config) {
+        eprintln!("pulse: cannot set up logging: {e}");
+        return ExitCode::FAILURE;
+    }
+    logging::log_panics();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            log::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let signals = match Signals::install() {
+            Ok(signals) => signals,
+            Err(e) => {
+                log::error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        log::info!(
+            version = pulse::build_info::BUILD.version,
+            commit = pulse::build_info::BUILD.commit,
+            host:% = config.host,
+            port = config.port,
+            log_filter = config.log_filter.as_str(),
+            log_format = config.log_format.as_str(),
+            drain_delay_ms = config.drain_delay.as_millis() as u64,
+            shutdown_timeout_ms = config.shutdown_timeout.as_millis() as u64,
+            header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
+            max_connections = config.max_connections,
+            fault_injection = config.fault_injection;
+            "starting pulse"
+        );
+        if config.fault_injection {
+            log::warn!("fault injection is ON: /delay, /status and /panic are served");
+        }
+        let listener = match tokio::net::TcpListener::bind((config.host, config.port)).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                log::error!(
+                    "cannot listen on {}: {e}",
+                    std::net::SocketAddr::new(config.host, config.port)
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => log::info!(address:% = addr; "listening on http://{addr}"),
+            Err(e) => log::warn!("listening, but the bound address is unknown: {e}"),
+        }
+        pulse::run(listener, config, signals.shutdown()).await;
+        log::info!("shutdown complete");
+        ExitCode::SUCCESS
+    })
+}

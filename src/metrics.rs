@@ -1,0 +1,160 @@
+//! Prometheus metrics: the RED metrics of every request, build info, and the
+//! process metrics that the alert rules and the dashboard read.
+//!
+//! Every label value comes from a fixed set ([`Verb`], [`Route`], the status
+//! code), so the number of series is bounded whatever clients send.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::build_info::BuildInfo;
+use crate::routes::{Route, Verb};
+
+/// The content type of the text exposition format 0.0.4.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Latency buckets from 100 µs to 10 s: pulse answers most routes in
+/// microseconds, while `/delay` and a slow network reach into seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// The metrics of one App.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    in_flight: IntGauge,
+    panics: IntCounter,
+    connections: IntGauge,
+}
+
+impl Metrics {
+    pub fn new(build: &BuildInfo) -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by method, route and status code.",
+            ),
+            &["method", "route", "status"],
+        )
+        .expect("static metric definition");
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time from receiving a request's headers to handing its response to the connection, by method and route.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route"],
+        )
+        .expect("static metric definition");
+        let in_flight = IntGauge::new(
+            "http_requests_in_flight",
+            "HTTP requests being handled right now.",
+        )
+        .expect("static metric definition");
+        let panics = IntCounter::new(
+            "pulse_handler_panics_total",
+            "Request handlers that panicked and were answered with a 500.",
+        )
+        .expect("static metric definition");
+        let connections = IntGauge::new(
+            "pulse_open_connections",
+            "Client connections open right now.",
+        )
+        .expect("static metric definition");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "pulse_build_info",
+                "Always 1; its labels describe the running build.",
+            ),
+            &["version", "revision", "rustc_version", "target"],
+        )
+        .expect("static metric definition");
+        build_info
+            .with_label_values(&[build.version, build.commit, build.rustc, build.target])
+            .set(1);
+
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(requests.clone()),
+            Box::new(duration.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(panics.clone()),
+            Box::new(connections.clone()),
+            Box::new(build_info),
+            #[cfg(target_os = "linux")]
+            Box::new(crate::process_metrics::ProcessCollector::default()),
+        ];
+        for collector in collectors {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            in_flight,
+            panics,
+            connections,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, verb: Verb, route: Route, status: StatusCode, elapsed: Duration) {
+        self.requests
+            .with_label_values(&[verb.label(), route.label(), status.as_str()])
+            .inc();
+        self.duration
+            .with_label_values(&[verb.label(), route.label()])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a request while it is alive, including when its handler panics.
+    pub fn track_in_flight(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.in_flight)
+    }
+
+    /// Counts a connection while it is open.
+    pub fn track_connection(&self) -> GaugeGuard {
+        GaugeGuard::new(&self.connections)
+    }
+
+    pub fn count_panic(&self) {
+        self.panics.inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        // Encoding into a Vec cannot fail for the text format; an empty page
+        // is the worst case and Prometheus then marks the scrape as failed.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            log::error!("cannot encode metrics: {e}");
+        }
+        out
+    }
+}
+
+/// Increments a gauge now and decrements it when dropped.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    fn new(gauge: &IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,96 @@
+//! `X-Request-Id`: keep a caller's well-formed id, otherwise make one.
+
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::header::HeaderValue;
+
+/// The longest incoming id pulse keeps.
+pub const MAX_LEN: usize = 128;
+
+/// Whether an incoming id may be echoed back and logged.
+///
+/// SECURITY: only 1 to 128 visible ASCII characters pass. An id is copied into
+/// every log line and response, so an overlong one would inflate both, and a
+/// control or non-ASCII byte could forge log lines in text format.
+pub fn is_acceptable(id: &[u8]) -> bool {
+    (1..=MAX_LEN).contains(&id.len()) && id.iter().all(|b| (0x21..=0x7e).contains(b))
+}
+
+/// Makes ids that are unique within a process and unlikely to collide across
+/// processes: a random 64-bit prefix per process, then a counter scrambled by
+/// a bijection, so ids neither repeat nor reveal the request count.
+pub struct IdGenerator {
+    prefix: u64,
+    key: u64,
+    counter: AtomicU64,
+}
+
+impl Default for IdGenerator {
+    fn default() -> Self {
+        // RandomState is seeded from the OS, which saves a dependency on rand.
+        let random = RandomState::new();
+        IdGenerator {
+            prefix: random.hash_one(0x70756c7365_u64),
+            key: random.hash_one(0x6b6579_u64),
+            counter: AtomicU64::new(0),
+        }
+    }
+}
+
+impl IdGenerator {
+    /// A new 32-character lowercase hex id.
+    pub fn next(&self) -> HeaderValue {
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut text = [0u8; 32];
+        write_hex(&mut text[..16], self.prefix);
+        write_hex(&mut text[16..], splitmix64(count ^ self.key));
+        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+fn write_hex(out: &mut [u8], value: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 60 - 4 * i;
+        *slot = DIGITS[((value >> shift) & 0xf) as usize];
+    }
+}
+
+/// A bijective mixer (SplitMix64's finaliser): distinct inputs, distinct outputs.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn accepts_printable_ids_up_to_the_limit() {
+        assert!(is_acceptable(b"abc-123_DEF.456:x/y"));
+        assert!(is_acceptable(&[b'a'; MAX_LEN]));
+        assert!(!is_acceptable(&[b'a'; MAX_LEN + 1]));
+        assert!(!is_acceptable(b""));
+        assert!(!is_acceptable(b"has space"));
+        assert!(!is_acceptable(b"tab\there"));
+        assert!(!is_acceptable("caf\u{e9}".as_bytes()));
+    }
+
+    #[test]
+    fn generated_ids_are_unique_hex_and_acceptable() {
+        let ids = IdGenerator::default();
+        let made: HashSet<_> = (0..10_000).map(|_| ids.next()).collect();
+        assert_eq!(made.len(), 10_000);
+        for id in made.iter().take(10) {
+            assert_eq!(id.len(), 32);
+            assert!(id.as_bytes().iter().all(u8::is_ascii_hexdigit));
+            assert!(is_acceptable(id.as_bytes()));
+        }
+    }
+}
