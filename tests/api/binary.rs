@@ -1,0 +1,164 @@
+//! The real executable: config errors, `.env`, logs, the CLI and healthcheck.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::helpers::{Binary, binary_command, get, temp_dir};
+
+fn run_to_end(
+    dir: &std::path::PathBuf,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String, String) {
+    let output = binary_command(dir, env)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pulse");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_setting_exits_2_with_one_plain_line_before_binding() {
+    let dir = temp_dir("bad-setting");
+    for (name, value, allowed) in [
+        ("PORT", "eighty", "a port number from 0 to 65535"),
+        ("PULSE_LOG_FORMAT", "yaml", "text or json"),
+        (
+            "PULSE_MAX_CONNECTIONS",
+            "-5",
+            "a whole number from 1 to 1000000",
+        ),
+        ("RUST_LOG", "pulse=chatty", "LEVEL one of off"),
+    ] {
+        let (code, stdout, stderr) = run_to_end(&dir, &[(name, value)], &[]);
+        assert_eq!(code, Some(2), "{name}={value}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("pulse: {name}=\"{value}\" is not valid: expected")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(allowed), "{stderr}");
+        assert!(
+            !stdout.contains("listening"),
+            "it bound before failing: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn a_malformed_env_file_line_exits_2_naming_file_and_line() {
+    let dir = temp_dir("bad-dotenv");
+    std::fs::write(
+        dir.join(".env"),
+        "# settings\nPORT=0\nthis is not a setting\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_to_end(&dir, &[], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains(".env line 3"), "{stderr}");
+    assert!(stderr.contains("this is not a setting"), "{stderr}");
+}
+
+#[test]
+fn env_file_values_apply_and_the_environment_wins() {
+    let dir = temp_dir("dotenv");
+    // The file asks for JSON logs and a port that the environment overrides.
+    std::fs::write(dir.join(".env"), "PULSE_LOG_FORMAT=json\nPORT=not-a-port\n").unwrap();
+    let mut pulse = Binary::spawn_in(dir, &[("PORT", "0")]);
+    let line = pulse.wait_for_line("listening on", Duration::from_secs(10));
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["level"], "INFO");
+}
+
+#[tokio::test]
+async fn json_logs_have_one_object_per_line_with_access_fields() {
+    let mut pulse = Binary::spawn("json-logs", &[("PULSE_LOG_FORMAT", "json")]);
+    let addr = pulse.wait_until_listening();
+    get(addr, "/nope?q=1").await;
+    get(addr, "/livez").await; // a probe: debug level, so not logged at info
+    get(addr, "/").await;
+    let line = pulse.wait_for_line("\"path\":\"/\"", Duration::from_secs(5));
+    let access: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(access["target"], "pulse::access");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["status"], 200);
+    assert!(access["duration_ms"].is_number());
+    assert_eq!(access["request_id"].as_str().unwrap().len(), 32);
+    assert!(access["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(access["ts"].as_str().unwrap().ends_with('Z'));
+
+    let lines = pulse.seen.clone();
+    for line in &lines {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        for key in ["ts", "level", "target", "msg"] {
+            assert!(parsed.get(key).is_some(), "{key} missing in {line}");
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("\"status\":404")));
+    assert!(
+        !lines.iter().any(|l| l.contains("\"path\":\"/livez\"")),
+        "probe logged at info"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("starting pulse")),
+        "startup config not logged"
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_against_a_live_server_and_1_when_nothing_listens() {
+    let mut pulse = Binary::spawn("healthcheck", &[]);
+    let addr = pulse.wait_until_listening();
+    let dir = temp_dir("healthcheck-client");
+    let port = addr.port().to_string();
+    let (code, stdout, _) = run_to_end(&dir, &[("PORT", &port)], &["healthcheck"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("healthy:"), "{stdout}");
+
+    drop(pulse);
+    let (code, stdout, _) = run_to_end(&dir, &[("PORT", &port)], &["healthcheck"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.starts_with("unhealthy:"), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1);
+}
+
+#[test]
+fn a_port_in_use_is_a_plain_error_not_a_panic() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let dir = temp_dir("port-in-use");
+    let (code, stdout, stderr) = run_to_end(&dir, &[("PORT", &port)], &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
+}
+
+#[test]
+fn version_help_and_unknown_commands() {
+    let dir = temp_dir("cli");
+    let (code, stdout, _) = run_to_end(&dir, &[], &["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.starts_with(&format!("pulse {}", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run_to_end(&dir, &[], &["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("PULSE_DRAIN_DELAY") && stdout.contains("healthcheck"));
+    let (code, _, stderr) = run_to_end(&dir, &[], &["--frobnicate"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("unknown command \"--frobnicate\""),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,276 @@
+//! Test harness: servers to test and clients to test them with.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pulse::{Config, ShutdownRequest};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// An in-process pulse on a free port of 127.0.0.1.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<ShutdownRequest>>,
+    pub server: JoinHandle<()>,
+}
+
+impl TestApp {
+    /// Resolves the shutdown future that `pulse::run` was given.
+    pub fn shutdown(&mut self, request: ShutdownRequest) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(request);
+        }
+    }
+}
+
+pub async fn spawn_app(config: Config) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let (stop, stopped) = oneshot::channel();
+    let server = tokio::spawn(pulse::run(listener, config, async move {
+        stopped.await.unwrap_or(ShutdownRequest::Interrupt)
+    }));
+    TestApp {
+        addr,
+        stop: Some(stop),
+        server,
+    }
+}
+
+/// The defaults, with fault injection on and no drain delay.
+pub fn test_config() -> Config {
+    Config {
+        fault_injection: true,
+        drain_delay: Duration::ZERO,
+        ..Config::default()
+    }
+}
+
+/// A response with its body collected as text.
+pub struct Answer {
+    pub response: Response<()>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn status(&self) -> u16 {
+        self.response.status().as_u16()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().expect("ASCII header"))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+}
+
+/// Sends one request on a new HTTP/1.1 or h2 (prior knowledge) connection.
+pub async fn send(addr: SocketAddr, request: Request<Empty<Bytes>>) -> Answer {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let io = TokioIo::new(stream);
+    let response = if request.version() == Version::HTTP_2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("h2 handshake");
+        tokio::spawn(connection);
+        sender.send_request(request).await.expect("h2 request")
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("http1 handshake");
+        tokio::spawn(connection);
+        sender.send_request(request).await.expect("http1 request")
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Answer {
+        response: Response::from_parts(parts, ()),
+        body: String::from_utf8(body.to_vec()).expect("UTF-8 body"),
+    }
+}
+
+pub fn request(method: &str, addr: SocketAddr, path: &str) -> hyper::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string())
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Answer {
+    send(addr, request("GET", addr, path).body(Empty::new()).unwrap()).await
+}
+
+pub async fn call(addr: SocketAddr, method: &str, path: &str) -> Answer {
+    send(
+        addr,
+        request(method, addr, path).body(Empty::new()).unwrap(),
+    )
+    .await
+}
+
+/// Writes raw bytes and reads until the server closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.write_all(bytes).expect("write");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The real pulse executable, with its stdout lines delivered to `lines`.
+pub struct Binary {
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    pub dir: PathBuf,
+}
+
+/// An empty working directory, so no stray `.env` is read.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pulse-test-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+pub fn binary_command(dir: &PathBuf, env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pulse"));
+    command
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+impl Binary {
+    pub fn spawn(name: &str, env: &[(&str, &str)]) -> Binary {
+        let dir = temp_dir(name);
+        Binary::spawn_in(dir, env)
+    }
+
+    pub fn spawn_in(dir: PathBuf, env: &[(&str, &str)]) -> Binary {
+        let mut child = binary_command(&dir, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pulse");
+        let (sender, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Binary {
+            child,
+            lines,
+            seen: Vec::new(),
+            dir,
+        }
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// The address from the `listening on http://...` line.
+    pub fn wait_until_listening(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("listening on http://", Duration::from_secs(10));
+        let start = line.find("http://").unwrap() + "http://".len();
+        let addr: String = line[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace() && *c != '"')
+            .collect();
+        addr.parse().unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to exit; None if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Every stdout line so far, after the process has exited.
+    pub fn all_lines(&mut self) -> Vec<String> {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        self.seen.clone()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,38 @@
+//! HTTP/2 with prior knowledge (h2c) on the same port as HTTP/1.1.
+
+use http_body_util::Empty;
+use hyper::Version;
+use pulse::Config;
+
+use crate::helpers::{request, send, spawn_app};
+
+#[tokio::test]
+async fn h2_prior_knowledge_serves_the_same_routes() {
+    let app = spawn_app(Config::default()).await;
+    let h2 = |method: &str, path: &str| {
+        request(method, app.addr, path)
+            .uri(format!("http://{}{path}", app.addr))
+            .version(Version::HTTP_2)
+            .body(Empty::new())
+            .unwrap()
+    };
+    let root = send(app.addr, h2("GET", "/")).await;
+    assert_eq!(root.response.version(), Version::HTTP_2);
+    assert_eq!((root.status(), root.body.as_str()), (200, "Hello, DevOps!"));
+    assert_eq!(root.header("x-content-type-options"), Some("nosniff"));
+    assert!(root.header("x-request-id").is_some());
+
+    let head = send(app.addr, h2("HEAD", "/health")).await;
+    assert_eq!((head.status(), head.body.as_str()), (200, ""));
+    assert!(head.header("content-length").is_some());
+
+    let missing = send(app.addr, h2("GET", "/nope")).await;
+    assert_eq!(missing.status(), 404);
+    let wrong = send(app.addr, h2("POST", "/readyz")).await;
+    assert_eq!(
+        (wrong.status(), wrong.header("allow")),
+        (405, Some("GET, HEAD"))
+    );
+    // Connection-specific headers are illegal in HTTP/2, even while draining.
+    assert_eq!(wrong.header("connection"), None);
+}

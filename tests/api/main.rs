@@ -1,0 +1,12 @@
+//! Integration tests: pulse on real sockets on 127.0.0.1.
+//!
+//! One test binary (faster to build and link than one per file). `helpers`
+//! holds `spawn_app()` for the in-process server, `spawn_binary()` for the
+//! real executable, and small HTTP/1.1, h2 and raw-TCP clients.
+
+mod binary;
+mod helpers;
+mod http2;
+mod metrics;
+mod routes;
+mod shutdown;

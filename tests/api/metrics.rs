@@ -1,0 +1,71 @@
+//! The metrics a dashboard and the alert rules rely on, with bounded labels.
+
+use crate::helpers::{call, get, spawn_app, test_config};
+
+#[tokio::test]
+async fn requests_are_counted_by_matched_route_never_by_raw_path() {
+    let app = spawn_app(test_config()).await;
+    get(app.addr, "/delay/1").await;
+    get(app.addr, "/delay/2").await;
+    get(app.addr, "/no/such/page").await;
+    get(app.addr, "/another-miss").await;
+    call(app.addr, "BREW", "/").await;
+    get(app.addr, "/status/503").await;
+    let metrics = get(app.addr, "/metrics").await.body;
+
+    for line in [
+        r#"http_requests_total{method="GET",route="/delay/{ms}",status="200"} 2"#,
+        r#"http_requests_total{method="GET",route="unmatched",status="404"} 2"#,
+        r#"http_requests_total{method="other",route="/",status="405"} 1"#,
+        r#"http_requests_total{method="GET",route="/status/{code}",status="503"} 1"#,
+        r#"http_request_duration_seconds_count{method="GET",route="/delay/{ms}"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("/delay/1\""),
+        "raw path leaked into a label"
+    );
+    assert!(!metrics.contains("no/such"), "raw path leaked into a label");
+}
+
+#[tokio::test]
+async fn in_flight_build_info_and_buckets_are_exposed() {
+    let app = spawn_app(test_config()).await;
+    get(app.addr, "/").await;
+    let metrics = get(app.addr, "/metrics").await.body;
+    // The scrape itself is in flight while the page is rendered.
+    assert!(metrics.contains("http_requests_in_flight 1"), "{metrics}");
+    let build = metrics
+        .lines()
+        .find(|l| l.starts_with("pulse_build_info{"))
+        .expect("pulse_build_info");
+    assert!(build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        build.contains("revision=\"") && build.ends_with(" 1"),
+        "{build}"
+    );
+    for bucket in ["le=\"0.0001\"", "le=\"0.001\"", "le=\"1\"", "le=\"10\""] {
+        assert!(metrics.contains(bucket), "{bucket}");
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn process_metrics_are_exposed_on_linux() {
+    let app = spawn_app(test_config()).await;
+    let metrics = get(app.addr, "/metrics").await.body;
+    for name in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
+        "pulse_open_connections ",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with(name)),
+            "missing {name}\n{metrics}"
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Graceful shutdown: readiness flips, in-flight requests finish, exit 0.
+
+use std::time::{Duration, Instant};
+
+use pulse::{Config, ShutdownRequest};
+
+use crate::helpers::{Binary, get, spawn_app, test_config};
+
+#[tokio::test]
+async fn terminate_drains_then_finishes_in_flight_requests() {
+    let mut app = spawn_app(Config {
+        drain_delay: Duration::from_millis(500),
+        ..test_config()
+    })
+    .await;
+    let addr = app.addr;
+    let in_flight = tokio::spawn(async move { get(addr, "/delay/1000").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    app.shutdown(ShutdownRequest::Terminate);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // During the drain delay pulse still accepts, but reports draining and
+    // asks HTTP/1 clients to reconnect elsewhere.
+    let ready = get(addr, "/readyz").await;
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.body, r#"{"status":"draining"}"#);
+    assert_eq!(ready.header("connection"), Some("close"));
+    assert_eq!(get(addr, "/").await.status(), 200);
+
+    let finished = in_flight.await.unwrap();
+    assert_eq!(finished.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), app.server)
+        .await
+        .expect("server stopped")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "drain delay skipped"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn the_shutdown_timeout_bounds_a_slow_request() {
+    let mut app = spawn_app(Config {
+        shutdown_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    let addr = app.addr;
+    let _slow = tokio::spawn(async move { get(addr, "/delay/10000").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    app.shutdown(ShutdownRequest::Interrupt);
+    tokio::time::timeout(Duration::from_secs(5), app.server)
+        .await
+        .expect("shutdown must not wait for the 10 s request")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn sigterm_to_the_binary_drains_completes_in_flight_and_exits_0() {
+    let mut pulse = Binary::spawn(
+        "sigterm",
+        &[
+            ("PULSE_FAULT_INJECTION", "true"),
+            ("PULSE_DRAIN_DELAY", "1s"),
+            ("PULSE_SHUTDOWN_TIMEOUT", "5s"),
+        ],
+    );
+    let addr = pulse.wait_until_listening();
+    let in_flight = tokio::spawn(async move { get(addr, "/delay/1500").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(addr, "/readyz").await.status(), 200);
+
+    pulse.signal("TERM");
+    let started = Instant::now();
+    pulse.wait_for_line("/readyz now answers 503", Duration::from_secs(5));
+    assert_eq!(get(addr, "/readyz").await.status(), 503);
+
+    let finished = in_flight.await.unwrap();
+    assert_eq!(finished.status(), 200, "the in-flight request was cut");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = pulse.wait_exit(Duration::from_secs(10));
+        (status, pulse.all_lines())
+    })
+    .await
+    .unwrap();
+    let (status, lines) = status;
+    let status = status.expect("pulse did not exit within drain delay + timeout");
+    assert_eq!(status.code(), Some(0), "{lines:#?}");
+    assert!(started.elapsed() < Duration::from_secs(1 + 5 + 1));
+    for step in [
+        "still serving for the drain delay",
+        "stopped accepting",
+        "all connections closed",
+        "shutdown complete",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(step)),
+            "no {step:?} in {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn sigint_skips_the_drain_delay() {
+    let mut pulse = Binary::spawn("sigint", &[("PULSE_DRAIN_DELAY", "30s")]);
+    pulse.wait_until_listening();
+    pulse.signal("INT");
+    let status = pulse.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let mut pulse = Binary::spawn("second-signal", &[("PULSE_DRAIN_DELAY", "30s")]);
+    pulse.wait_until_listening();
+    pulse.signal("TERM");
+    pulse.wait_for_line("still serving for the drain delay", Duration::from_secs(5));
+    pulse.signal("TERM");
+    let status = pulse
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second SIGTERM must not wait 30 s");
+    assert_eq!(status.code(), Some(pulse::signals::EXIT_FORCED));
+}
