@@ -6,10 +6,10 @@ use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body_util::Full;
@@ -19,9 +19,9 @@ use hyper::{Request, Response, StatusCode, Version};
 
 use crate::build_info::BUILD;
 use crate::config::Config;
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
-use crate::routes::{self, Dispatch, Endpoint, Verb};
+use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
 
 /// The response body type: every pulse answer is small and complete.
 pub type Body = Full<Bytes>;
@@ -79,39 +79,60 @@ impl App {
 
     /// Answers one request. The request body is never read: no pulse route
     /// takes one.
-    pub async fn handle<B>(
-        &self,
-        request: Request<B>,
-        remote: Option<SocketAddr>,
-    ) -> Response<Body> {
-        let received = Instant::now();
+    ///
+    /// Every route but `/delay` is answered synchronously, and the returned
+    /// [`Handling`] is then a ready value: hyper moves the service future
+    /// around, and a small one is measurably cheaper than a large async
+    /// state machine.
+    pub fn handle<B>(&self, request: Request<B>, remote: Option<SocketAddr>) -> Handling {
         let state = &*self.state;
-        let _in_flight = state.metrics.track_in_flight();
         let verb = Verb::from_method(request.method());
         let path = request.uri().path();
         let (route, dispatch) = routes::dispatch(verb, path, state.config.fault_injection);
-        let request_id = request
-            .headers()
-            .get(&X_REQUEST_ID)
-            .filter(|id| request_id::is_acceptable(id.as_bytes()))
-            .cloned()
-            .unwrap_or_else(|| state.ids.next());
+        let exchange = Exchange {
+            received: Instant::now(),
+            in_flight: state.metrics.track_in_flight(),
+            verb,
+            route,
+            request_id: request
+                .headers()
+                .get(&X_REQUEST_ID)
+                .filter(|id| request_id::is_acceptable(id.as_bytes()))
+                .cloned()
+                .unwrap_or_else(|| state.ids.next()),
+            http1: request.version() <= Version::HTTP_11,
+            remote,
+        };
 
-        let mut response = match dispatch {
-            Dispatch::Serve(endpoint) => match catch_unwind(self.serve(endpoint)).await {
-                Ok(response) => response,
-                Err(panic) => {
-                    state.metrics.count_panic();
-                    log::error!(
-                        target: "pulse::app",
-                        request_id = request_id.to_str().unwrap_or("-"),
-                        route = route.label();
-                        "handler panicked ({}); answered 500",
-                        panic_message(&*panic)
+        let response = match dispatch {
+            Dispatch::Serve(Endpoint::Delay(duration)) => {
+                let app = self.clone();
+                let path = path.to_owned();
+                return Handling::Delayed(Box::pin(async move {
+                    tokio::time::sleep(duration).await;
+                    let response = json(
+                        StatusCode::OK,
+                        serde_json::json!({"delayed_ms": duration_millis(duration)}),
                     );
-                    json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                    app.finish(exchange, &path, response)
+                }));
+            }
+            Dispatch::Serve(endpoint) => {
+                match std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(endpoint))) {
+                    Ok(response) => response,
+                    Err(panic) => {
+                        state.metrics.count_panic();
+                        log::error!(
+                            target: "pulse::app",
+                            request_id = exchange.request_id.to_str().unwrap_or("-"),
+                            route = route.label();
+                            "handler panicked ({}); answered 500",
+                            panic_message(&*panic)
+                        );
+                        json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                    }
                 }
-            },
+            }
             Dispatch::BadParameter(reason) => json_error(StatusCode::BAD_REQUEST, reason),
             Dispatch::MethodNotAllowed { allow } => {
                 let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
@@ -122,7 +143,25 @@ impl App {
             }
             Dispatch::NotFound => json_error(StatusCode::NOT_FOUND, "Not found"),
         };
+        Handling::Ready(Some(self.finish(exchange, path, response)))
+    }
 
+    /// The part every answer shares: common headers, HEAD, metrics, access log.
+    fn finish(
+        &self,
+        exchange: Exchange,
+        path: &str,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        let Exchange {
+            received,
+            in_flight,
+            verb,
+            route,
+            request_id,
+            http1,
+            remote,
+        } = exchange;
         let headers = response.headers_mut();
         headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -132,7 +171,7 @@ impl App {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
-        if self.is_draining() && request.version() <= Version::HTTP_11 {
+        if http1 && self.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         headers.insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -143,7 +182,9 @@ impl App {
 
         let status = response.status();
         let elapsed = received.elapsed();
-        state.metrics.observe(verb, route, status, elapsed);
+        self.state.metrics.observe(verb, route, status, elapsed);
+        drop(in_flight);
+        let mut remote_buffer = [0u8; 64];
         let level = if route.is_probe() {
             log::Level::Debug
         } else {
@@ -155,15 +196,15 @@ impl App {
             method = verb.label(),
             path = truncate(path, LOGGED_PATH_MAX),
             status = status.as_u16(),
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
+            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             request_id = request_id.to_str().unwrap_or("-"),
-            remote:% = OptionalAddr(remote);
+            remote = remote_text(remote, &mut remote_buffer);
             "request"
         );
         response
     }
 
-    async fn serve(&self, endpoint: Endpoint) -> Response<Body> {
+    fn serve(&self, endpoint: Endpoint) -> Response<Body> {
         let state = &*self.state;
         match endpoint {
             Endpoint::Root => text(StatusCode::OK, "Hello, DevOps!"),
@@ -203,12 +244,9 @@ impl App {
                 );
                 response
             }
-            Endpoint::Delay(duration) => {
-                tokio::time::sleep(duration).await;
-                json(
-                    StatusCode::OK,
-                    serde_json::json!({"delayed_ms": duration_millis(duration)}),
-                )
+            // `handle` answers /delay asynchronously; it never reaches here.
+            Endpoint::Delay(_) => {
+                json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
             }
             Endpoint::Status(status) => status_response(status),
             Endpoint::Panic => panic!("fault injection: GET /panic"),
@@ -216,18 +254,39 @@ impl App {
     }
 }
 
-/// Runs a future and turns a panic inside it into an `Err`, so one request's
-/// bug costs one 500 instead of the connection or the process.
-async fn catch_unwind<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut future = pin!(future);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Ok(Poll::Pending) => Poll::Pending,
-            Err(panic) => Poll::Ready(Err(panic)),
+/// What `finish` needs to know about a request once its answer is ready.
+struct Exchange {
+    received: Instant,
+    /// Keeps `http_requests_in_flight` up until the answer is recorded.
+    in_flight: GaugeGuard,
+    verb: Verb,
+    route: Route,
+    request_id: HeaderValue,
+    http1: bool,
+    remote: Option<SocketAddr>,
+}
+
+/// The answer to one request: ready at once, or after `/delay`'s sleep.
+pub enum Handling {
+    Ready(Option<Response<Body>>),
+    Delayed(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+}
+
+impl Future for Handling {
+    type Output = Response<Body>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response<Body>> {
+        match self.get_mut() {
+            Handling::Ready(response) => match response.take() {
+                Some(response) => Poll::Ready(response),
+                None => Poll::Ready(json_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error",
+                )),
+            },
+            Handling::Delayed(future) => future.as_mut().poll(cx),
         }
-    })
-    .await
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> &str {
@@ -301,16 +360,48 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Displays a remote address, or `-` when there is none (in-process calls).
-struct OptionalAddr(Option<SocketAddr>);
-
-impl std::fmt::Display for OptionalAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(addr) => addr.fmt(f),
-            None => f.write_str("-"),
+/// Writes a remote address into `buffer` and returns it as text, `-` when
+/// there is none (in-process calls). IPv4 is formatted by hand: through
+/// `core::fmt` it costs as much as the rest of the access log line.
+fn remote_text(remote: Option<SocketAddr>, buffer: &mut [u8; 64]) -> &str {
+    let mut length = 0;
+    let mut push = |bytes: &[u8]| {
+        let end = (length + bytes.len()).min(buffer.len());
+        buffer[length..end].copy_from_slice(&bytes[..end - length]);
+        length = end;
+    };
+    match remote {
+        None => push(b"-"),
+        Some(SocketAddr::V4(addr)) => {
+            for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+                if i > 0 {
+                    push(b".");
+                }
+                push_decimal(&mut push, u64::from(octet));
+            }
+            push(b":");
+            push_decimal(&mut push, u64::from(addr.port()));
+        }
+        Some(addr) => {
+            let text = addr.to_string();
+            push(text.as_bytes());
         }
     }
+    std::str::from_utf8(&buffer[..length]).unwrap_or("-")
+}
+
+fn push_decimal(push: &mut impl FnMut(&[u8]), mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    push(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -368,6 +459,22 @@ mod tests {
             "{metrics}"
         );
         assert_eq!(call(&app, "GET", "/").await.0.status(), 200);
+    }
+
+    #[test]
+    fn remote_addresses_format_like_display() {
+        let mut buffer = [0u8; 64];
+        for addr in [
+            "127.0.0.1:80",
+            "10.200.3.4:65535",
+            "0.0.0.0:0",
+            "[::1]:8080",
+            "[2001:db8::1%3]:1",
+        ] {
+            let parsed: SocketAddr = addr.parse().unwrap();
+            assert_eq!(remote_text(Some(parsed), &mut buffer), parsed.to_string());
+        }
+        assert_eq!(remote_text(None, &mut buffer), "-");
     }
 
     #[test]

@@ -5,26 +5,99 @@
 //! object per line: `ts` (RFC 3339, UTC), `level`, `target`, `msg`, then the
 //! event's structured fields, such as the access log's `status` and
 //! `duration_ms`, as top-level keys with their JSON types.
+//!
+//! Lines are batched: they collect in a buffer that a background thread
+//! writes out every [`FLUSH_INTERVAL`] (or sooner when it fills), instead of
+//! one write system call per request. [`flush`] empties it, and the binary
+//! calls it before every exit, so no line is lost on shutdown.
 
+use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::kv::{self, Key, Value, VisitSource};
 
 use crate::config::{Config, LogFormat};
 
-/// Installs the global logger. Fails only if a logger is already installed.
+/// The longest a log line waits in the buffer before it reaches stdout.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Past this many buffered bytes, the line that crosses it writes them out.
+const BUFFER_LIMIT: usize = 64 * 1024;
+
+static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+/// Installs the global logger and starts the flushing thread. Fails only if a
+/// logger is already installed.
 pub fn init(config: &Config) -> Result<(), log::SetLoggerError> {
+    let buffer =
+        Arc::clone(BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::with_capacity(BUFFER_LIMIT)))));
     let mut builder = env_logger::Builder::new();
     builder
         .parse_filters(&config.log_filter)
-        .target(env_logger::Target::Stdout);
+        .target(env_logger::Target::Pipe(Box::new(BatchedStdout(buffer))));
     match config.log_format {
         LogFormat::Text => builder.format(write_text),
         LogFormat::Json => builder.format(write_json),
     };
-    builder.try_init()
+    builder.try_init()?;
+    let started = std::thread::Builder::new()
+        .name("log-flush".to_owned())
+        .spawn(|| {
+            loop {
+                std::thread::sleep(FLUSH_INTERVAL);
+                flush();
+            }
+        });
+    if let Err(e) = started {
+        // Lines still reach stdout when the buffer fills and at exit.
+        log::warn!("cannot start the log flushing thread: {e}");
+    }
+    Ok(())
+}
+
+/// Writes every buffered line to stdout now.
+pub fn flush() {
+    if let Some(buffer) = BUFFER.get() {
+        if let Ok(mut buffer) = buffer.lock() {
+            write_out(&mut buffer);
+        }
+    }
+}
+
+fn write_out(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() {
+        return;
+    }
+    let mut stdout = io::stdout().lock();
+    // A closed stdout must not take the service down; the lines are dropped.
+    let _ = stdout.write_all(buffer).and_then(|()| stdout.flush());
+    buffer.clear();
+}
+
+/// env_logger's pipe target: it appends each formatted line to the shared
+/// buffer. env_logger calls `flush` after every line; that is deliberately
+/// a no-op, since batching is the point.
+struct BatchedStdout(Arc<Mutex<Vec<u8>>>);
+
+impl Write for BatchedStdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut buffer = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("log buffer poisoned"))?;
+        buffer.extend_from_slice(bytes);
+        if buffer.len() >= BUFFER_LIMIT {
+            write_out(&mut buffer);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Sends panic messages through the logger, so that in JSON mode a panic is
@@ -45,157 +118,224 @@ pub fn log_panics() {
     }));
 }
 
+thread_local! {
+    /// Each line is assembled here, then handed to env_logger in one write:
+    /// many small writes through `core::fmt` cost more than the request.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// The `YYYY-MM-DDTHH:MM:SS` part of the timestamp, for the last second seen.
+    static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
+}
+
 /// `2026-11-26T07:32:00.123Z INFO  pulse::access: request method=GET ...`
 pub fn write_text(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<()> {
-    write_timestamp(out, SystemTime::now())?;
-    write!(
-        out,
-        " {:<5} {}: {}",
-        record.level(),
-        record.target(),
-        record.args()
-    )?;
-    let mut fields = TextFields { out, error: None };
-    // A visitor error can only come from our own writer; it is kept in `error`.
-    let _ = record.key_values().visit(&mut fields);
-    if let Some(e) = fields.error {
-        return Err(e);
-    }
-    out.write_all(b"\n")
+    with_line(out, |line| {
+        push_timestamp(line, SystemTime::now());
+        line.push(b' ');
+        let level = record.level().as_str();
+        line.extend_from_slice(level.as_bytes());
+        line.extend_from_slice(&b"     "[level.len()..]);
+        line.push(b' ');
+        line.extend_from_slice(record.target().as_bytes());
+        line.extend_from_slice(b": ");
+        push_arguments(line, record.args(), false);
+        let _ = record.key_values().visit(&mut Fields { line, json: false });
+    })
 }
 
 /// `{"ts":"...","level":"INFO","target":"pulse::access","msg":"request",...}`
 pub fn write_json(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<()> {
-    out.write_all(b"{\"ts\":\"")?;
-    write_timestamp(out, SystemTime::now())?;
-    write!(out, "\",\"level\":\"{}\",\"target\":", record.level())?;
-    write_json_string(out, format_args!("{}", record.target()))?;
-    out.write_all(b",\"msg\":")?;
-    write_json_string(out, *record.args())?;
-    let mut fields = JsonFields { out, error: None };
-    let _ = record.key_values().visit(&mut fields);
-    if let Some(e) = fields.error {
-        return Err(e);
-    }
-    out.write_all(b"}\n")
+    with_line(out, |line| {
+        line.extend_from_slice(b"{\"ts\":\"");
+        push_timestamp(line, SystemTime::now());
+        line.extend_from_slice(b"\",\"level\":\"");
+        line.extend_from_slice(record.level().as_str().as_bytes());
+        line.extend_from_slice(b"\",\"target\":");
+        push_json_string(line, record.target());
+        line.extend_from_slice(b",\"msg\":\"");
+        push_arguments(line, record.args(), true);
+        line.push(b'"');
+        let _ = record.key_values().visit(&mut Fields { line, json: true });
+        line.push(b'}');
+    })
 }
 
-struct TextFields<'a, W> {
-    out: &'a mut W,
-    error: Option<io::Error>,
-}
-
-impl<'kvs, W: Write> VisitSource<'kvs> for TextFields<'_, W> {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-        write!(self.out, " {key}={value}").map_err(|e| {
-            self.error = Some(e);
-            kv::Error::msg("write failed")
-        })
-    }
-}
-
-struct JsonFields<'a, W> {
-    out: &'a mut W,
-    error: Option<io::Error>,
-}
-
-impl<'kvs, W: Write> VisitSource<'kvs> for JsonFields<'_, W> {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
-        let result = (|| {
-            self.out.write_all(b",")?;
-            write_json_string(self.out, format_args!("{key}"))?;
-            self.out.write_all(b":")?;
-            // Numbers and booleans keep their JSON type, so a collector can
-            // aggregate `duration_ms` without parsing strings.
-            if let Some(n) = value.to_u64() {
-                write!(self.out, "{n}")
-            } else if let Some(n) = value.to_i64() {
-                write!(self.out, "{n}")
-            } else if let Some(n) = value.to_f64().filter(|n| n.is_finite()) {
-                write!(self.out, "{n}")
-            } else if let Some(b) = value.to_bool() {
-                write!(self.out, "{b}")
-            } else {
-                write_json_string(self.out, format_args!("{value}"))
-            }
-        })();
-        result.map_err(|e| {
-            self.error = Some(e);
-            kv::Error::msg("write failed")
-        })
-    }
-}
-
-/// Writes formatted text as a quoted JSON string, escaping on the fly, so no
-/// intermediate String is allocated per log line.
-pub fn write_json_string(out: &mut impl Write, text: fmt::Arguments<'_>) -> io::Result<()> {
-    out.write_all(b"\"")?;
-    let mut escaper = JsonEscaper { out, error: None };
-    if escaper.write_fmt(text).is_err() {
-        return Err(escaper
-            .error
-            .unwrap_or_else(|| io::Error::other("formatting failed")));
-    }
-    out.write_all(b"\"")
-}
-
-struct JsonEscaper<'a, W> {
-    out: &'a mut W,
-    error: Option<io::Error>,
-}
-
-impl<W: Write> fmt::Write for JsonEscaper<'_, W> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut plain_from = 0;
-        for (i, byte) in text.bytes().enumerate() {
-            let escape: &[u8] = match byte {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                b'\n' => b"\\n",
-                b'\r' => b"\\r",
-                b'\t' => b"\\t",
-                0..=0x1f | 0x7f => b"",
-                _ => continue,
-            };
-            let result = self
-                .out
-                .write_all(&text.as_bytes()[plain_from..i])
-                .and_then(|()| {
-                    if escape.is_empty() {
-                        write!(self.out, "\\u{byte:04x}")
-                    } else {
-                        self.out.write_all(escape)
-                    }
-                });
-            if let Err(e) = result {
-                self.error = Some(e);
-                return Err(fmt::Error);
-            }
-            plain_from = i + 1;
+fn with_line(out: &mut impl Write, build: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            build(&mut line);
+            line.push(b'\n');
+            out.write_all(&line)
         }
-        self.out
-            .write_all(&text.as_bytes()[plain_from..])
-            .map_err(|e| {
-                self.error = Some(e);
-                fmt::Error
-            })
+        // Only reachable if formatting a value logs in turn: use a fresh buffer.
+        Err(_) => {
+            let mut line = Vec::with_capacity(512);
+            build(&mut line);
+            line.push(b'\n');
+            out.write_all(&line)
+        }
+    })
+}
+
+/// A record's message: copied directly when it is a plain string.
+fn push_arguments(line: &mut Vec<u8>, args: &fmt::Arguments<'_>, json: bool) {
+    match (args.as_str(), json) {
+        (Some(text), true) => push_escaped(line, text),
+        (Some(text), false) => line.extend_from_slice(text.as_bytes()),
+        (None, json) => {
+            let _ = Escaping { line, json }.write_fmt(*args);
+        }
     }
 }
 
-/// Writes `time` as RFC 3339 in UTC with milliseconds.
-pub fn write_timestamp(out: &mut impl Write, time: SystemTime) -> io::Result<()> {
+/// Structured fields: ` key=value` in text, `,"key":value` in JSON, where
+/// numbers and booleans keep their JSON type so a collector can aggregate
+/// `duration_us` without parsing strings.
+struct Fields<'a> {
+    line: &'a mut Vec<u8>,
+    json: bool,
+}
+
+impl<'kvs> VisitSource<'kvs> for Fields<'_> {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), kv::Error> {
+        let line = &mut *self.line;
+        if self.json {
+            line.push(b',');
+            push_json_string(line, key.as_str());
+            line.push(b':');
+        } else {
+            line.push(b' ');
+            line.extend_from_slice(key.as_str().as_bytes());
+            line.push(b'=');
+        }
+        if let Some(n) = value.to_u64() {
+            push_u64(line, n);
+        } else if let Some(text) = value.to_borrowed_str() {
+            if self.json {
+                push_json_string(line, text);
+            } else {
+                line.extend_from_slice(text.as_bytes());
+            }
+        } else if let Some(b) = value.to_bool() {
+            line.extend_from_slice(if b { b"true" } else { b"false" });
+        } else if let (true, Some(n)) = (self.json, value.to_i64()) {
+            let _ = write!(line, "{n}");
+        } else if let (true, Some(n)) = (self.json, value.to_f64().filter(|n| n.is_finite())) {
+            let _ = write!(line, "{n}");
+        } else if self.json {
+            line.push(b'"');
+            let _ = write!(Escaping { line, json: true }, "{value}");
+            line.push(b'"');
+        } else {
+            let _ = write!(line, "{value}");
+        }
+        Ok(())
+    }
+}
+
+fn push_json_string(line: &mut Vec<u8>, text: &str) {
+    line.push(b'"');
+    push_escaped(line, text);
+    line.push(b'"');
+}
+
+/// Appends `text` with JSON string escaping (no quotes).
+fn push_escaped(line: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut plain_from = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        line.extend_from_slice(&bytes[plain_from..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            line.extend_from_slice(b"\\u00");
+            line.push(HEX[usize::from(byte >> 4)]);
+            line.push(HEX[usize::from(byte & 0xf)]);
+        } else {
+            line.extend_from_slice(escape);
+        }
+        plain_from = i + 1;
+    }
+    line.extend_from_slice(&bytes[plain_from..]);
+}
+
+/// Formatted text into a line, JSON-escaped when `json` is set.
+struct Escaping<'a> {
+    line: &'a mut Vec<u8>,
+    json: bool,
+}
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        if self.json {
+            push_escaped(self.line, text);
+        } else {
+            self.line.extend_from_slice(text.as_bytes());
+        }
+        Ok(())
+    }
+}
+
+fn push_u64(line: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    line.extend_from_slice(&digits[start..]);
+}
+
+/// Appends `time` as RFC 3339 in UTC with milliseconds.
+pub fn push_timestamp(line: &mut Vec<u8>, time: SystemTime) {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
-    let second_of_day = seconds % 86_400;
-    write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-        since_epoch.subsec_millis()
-    )
+    let (cached_second, mut prefix) = SECOND.get();
+    if cached_second != seconds {
+        let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+        let second_of_day = seconds % 86_400;
+        let mut text = Vec::with_capacity(19);
+        let _ = write!(
+            text,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+            second_of_day / 3600,
+            second_of_day / 60 % 60,
+            second_of_day % 60
+        );
+        if text.len() == prefix.len() {
+            prefix.copy_from_slice(&text);
+            SECOND.set((seconds, prefix));
+        } else {
+            // Years past 9999 do not fit the cache; write them as they are.
+            line.extend_from_slice(&text);
+            push_millis(line, since_epoch.subsec_millis());
+            return;
+        }
+    }
+    line.extend_from_slice(&prefix);
+    push_millis(line, since_epoch.subsec_millis());
+}
+
+fn push_millis(line: &mut Vec<u8>, millis: u32) {
+    line.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
@@ -221,12 +361,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn timestamp(seconds: u64, millis: u64) -> String {
         let mut out = Vec::new();
         let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis);
-        write_timestamp(&mut out, time).unwrap();
+        push_timestamp(&mut out, time);
         String::from_utf8(out).unwrap()
     }
 

@@ -70,6 +70,13 @@ fn serve_command() -> ExitCode {
         return ExitCode::FAILURE;
     }
     logging::log_panics();
+    let code = serve(config);
+    // Log lines are batched; none may be lost on the way out.
+    logging::flush();
+    code
+}
+
+fn serve(config: Config) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,12 +4,13 @@
 //! Every label value comes from a fixed set ([`Verb`], [`Route`], the status
 //! code), so the number of series is bounded whatever clients send.
 
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::StatusCode;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::build_info::BuildInfo;
@@ -33,6 +34,15 @@ pub struct Metrics {
     in_flight: IntGauge,
     panics: IntCounter,
     connections: IntGauge,
+    /// Resolved label sets, one slot per (method, route): looking a series
+    /// up by its labels hashes them under a lock, on every request.
+    series: Box<[OnceLock<RouteSeries>]>,
+}
+
+struct RouteSeries {
+    duration: Histogram,
+    /// The handful of statuses a route answers with, and their counters.
+    by_status: Mutex<Vec<(StatusCode, IntCounter)>>,
 }
 
 impl Metrics {
@@ -104,17 +114,38 @@ impl Metrics {
             in_flight,
             panics,
             connections,
+            series: (0..Verb::COUNT * Route::COUNT)
+                .map(|_| OnceLock::new())
+                .collect(),
         }
     }
 
     /// Records one answered request.
     pub fn observe(&self, verb: Verb, route: Route, status: StatusCode, elapsed: Duration) {
-        self.requests
-            .with_label_values(&[verb.label(), route.label(), status.as_str()])
-            .inc();
-        self.duration
-            .with_label_values(&[verb.label(), route.label()])
-            .observe(elapsed.as_secs_f64());
+        let series = self.series[verb as usize * Route::COUNT + route as usize].get_or_init(|| {
+            RouteSeries {
+                duration: self
+                    .duration
+                    .with_label_values(&[verb.label(), route.label()]),
+                by_status: Mutex::new(Vec::new()),
+            }
+        });
+        series.duration.observe(elapsed.as_secs_f64());
+        let Ok(mut by_status) = series.by_status.lock() else {
+            return;
+        };
+        match by_status.iter().find(|(known, _)| *known == status) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let counter = self.requests.with_label_values(&[
+                    verb.label(),
+                    route.label(),
+                    status.as_str(),
+                ]);
+                counter.inc();
+                by_status.push((status, counter));
+            }
+        }
     }
 
     /// Counts a request while it is alive, including when its handler panics.

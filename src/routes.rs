@@ -30,6 +30,9 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// How many variants there are, for tables indexed by `verb as usize`.
+    pub const COUNT: usize = Verb::Other as usize + 1;
+
     pub fn from_method(method: &Method) -> Verb {
         match *method {
             Method::GET => Verb::Get,
@@ -78,6 +81,9 @@ pub enum Route {
 }
 
 impl Route {
+    /// How many variants there are, for tables indexed by `route as usize`.
+    pub const COUNT: usize = Route::Unmatched as usize + 1;
+
     pub fn label(self) -> &'static str {
         match self {
             Route::Root => "/",

@@ -16,8 +16,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::app::App;
 use crate::config::Config;
@@ -160,52 +160,62 @@ fn spawn_connection(
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {
+    // SECURITY: hyper's header read timeout starts only once it knows the
+    // protocol, and detecting the protocol waits for the client's first
+    // bytes. The watchdog below closes a connection that has not sent one
+    // complete request head within the header read timeout, whatever it is.
+    //
     // Small responses must not wait for Nagle's algorithm.
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY for {remote}: {e}");
     }
     let http = Arc::clone(http);
     let app = app.clone();
+    let open = app.metrics().track_connection();
     let watcher = graceful.watcher();
-    tokio::spawn(async move {
+    let header_read_timeout = app.config().header_read_timeout;
+    // Resolves when the first request arrives, or errs when the connection
+    // (which owns the sender) ends: either way the watchdog can stop.
+    let (first_request, first_request_seen) = oneshot::channel::<()>();
+    let service = {
+        let saw_request = AtomicBool::new(false);
+        let first_request = Mutex::new(Some(first_request));
+        service_fn(move |request| {
+            if !saw_request.swap(true, Ordering::Relaxed) {
+                if let Some(sender) = first_request.lock().ok().and_then(|mut s| s.take()) {
+                    let _ = sender.send(());
+                }
+            }
+            let answer = app.handle(request, Some(remote));
+            async move { Ok::<_, Infallible>(answer.await) }
+        })
+    };
+    let connection = tokio::spawn(async move {
         let _slot = permit;
-        let _open = app.metrics().track_connection();
-        let header_read_timeout = app.config().header_read_timeout;
-        let saw_request = Arc::new(AtomicBool::new(false));
-        let service = {
-            let saw_request = Arc::clone(&saw_request);
-            service_fn(move |request| {
-                saw_request.store(true, Ordering::Relaxed);
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.handle(request, Some(remote)).await) }
-            })
-        };
+        let _open = open;
         let connection = watcher.watch(
             http.serve_connection(TokioIo::new(stream), service)
                 .into_owned(),
         );
+        if let Err(e) = connection.await {
+            log::debug!("connection from {remote} ended with an error: {e}");
+        }
+    });
+    // A separate task, so that the connection's own future is not slowed by
+    // polling a timer on every wake-up.
+    let abort = connection.abort_handle();
+    tokio::spawn(async move {
         tokio::select! {
-            result = connection => {
-                if let Err(e) = result {
-                    log::debug!("connection from {remote} ended with an error: {e}");
-                }
-            }
-            () = first_request_deadline(&saw_request, header_read_timeout) => {
-                log::debug!("closed connection from {remote}: no request within {}", seconds(header_read_timeout));
+            _ = first_request_seen => {}
+            () = tokio::time::sleep(header_read_timeout) => {
+                abort.abort();
+                log::debug!(
+                    "closed connection from {remote}: no request within {}",
+                    seconds(header_read_timeout)
+                );
             }
         }
     });
-}
-
-/// SECURITY: hyper's header timeout starts only once it knows the protocol,
-/// and detecting the protocol waits for the client's first bytes. This
-/// deadline closes a connection that has not sent one complete request head
-/// within the header read timeout, whichever protocol it claims.
-async fn first_request_deadline(saw_request: &AtomicBool, timeout: Duration) {
-    tokio::time::sleep(timeout).await;
-    if saw_request.load(Ordering::Relaxed) {
-        std::future::pending::<()>().await;
-    }
 }
 
 fn seconds(duration: Duration) -> String {

@@ -54,6 +54,7 @@ impl Signals {
         tokio::spawn(async move {
             let second = self.recv().await;
             log::warn!("shutdown: {second:?} received again; exiting at once");
+            crate::logging::flush();
             std::process::exit(EXIT_FORCED);
         });
         first

@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# Helpers sourced by the other scripts: progress lines, installing missing
+# tools, building the static binary once, and running pulse on a free port.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MUSL_TARGET="${MUSL_TARGET:-x86_64-unknown-linux-musl}"
+
+step() { printf '\n==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+# apt_install PACKAGE... installs the packages that are not installed yet.
+apt_install() {
+  local missing=()
+  local package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing ${missing[*]}; install them with your package manager"
+  info "apt-get install ${missing[*]}"
+  if [ -z "${PULSE_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    export PULSE_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# rust_target TRIPLE adds a rustup target if it is missing.
+rust_target() {
+  rustup target list --installed | grep -qx "$1" || rustup target add "$1"
+}
+
+# static_binary [TRIPLE] builds the release binary for a musl target (once per
+# run of cargo; it is a no-op when up to date) and prints its path.
+static_binary() {
+  local target="${1:-$MUSL_TARGET}"
+  rust_target "$target" >&2
+  (cd "$REPO_ROOT" && cargo build --locked --release --target "$target" >&2)
+  printf '%s\n' "$REPO_ROOT/target/$target/release/pulse"
+}
+
+# start_pulse BINARY LOGFILE [NAME=VALUE...] starts pulse on a free port of
+# 127.0.0.1 and sets PULSE_PID and PULSE_URL. It waits at most 10 s.
+start_pulse() {
+  local binary="$1" logfile="$2"
+  shift 2
+  env HOST=127.0.0.1 PORT=0 "$@" "$binary" >"$logfile" 2>&1 &
+  PULSE_PID=$!
+  local address="" tries=0
+  while [ -z "$address" ]; do
+    tries=$((tries + 1))
+    if [ "$tries" -gt 200 ] || ! kill -0 "$PULSE_PID" 2>/dev/null; then
+      cat "$logfile" >&2
+      die "pulse did not start listening"
+    fi
+    sleep 0.05
+    address="$(grep -o 'listening on http://[^ "]*' "$logfile" | head -n1 | sed 's|listening on http://||' || true)"
+  done
+  PULSE_URL="http://$address"
+  export PULSE_PID PULSE_URL
+}
+
+# stop_pulse sends SIGTERM and waits for the exit code, which it returns.
+stop_pulse() {
+  [ -n "${PULSE_PID:-}" ] || return 0
+  kill -TERM "$PULSE_PID" 2>/dev/null || true
+  local code=0
+  wait "$PULSE_PID" || code=$?
+  PULSE_PID=""
+  return "$code"
+}
