@@ -84,7 +84,7 @@ impl App {
     /// [`Handling`] is then a ready value: hyper moves the service future
     /// around, and a small one is measurably cheaper than a large async
     /// state machine.
-    pub fn handle<B>(&self, request: Request<B>, remote: Option<SocketAddr>) -> Handling {
+    pub fn handle<B>(&self, request: &Request<B>, remote: Option<SocketAddr>) -> Handling {
         let state = &*self.state;
         let verb = Verb::from_method(request.method());
         let path = request.uri().path();
@@ -415,7 +415,7 @@ mod tests {
             .uri(path)
             .body(())
             .unwrap();
-        let (parts, body) = app.handle(request, None).await.into_parts();
+        let (parts, body) = app.handle(&request, None).await.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
         (
             Response::from_parts(parts, ()),

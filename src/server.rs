@@ -15,11 +15,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use hyper::Response;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -27,7 +29,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::app::App;
+use crate::app::{App, Body, Handling};
 use crate::config::Config;
 
 /// HTTP/2 streams one connection may have open at once. h2's own defaults
@@ -186,8 +188,7 @@ fn spawn_connection(
                     let _ = sender.send(());
                 }
             }
-            let answer = app.handle(request, Some(remote));
-            async move { Ok::<_, Infallible>(answer.await) }
+            Infallibly(app.handle(&request, Some(remote)))
         })
     };
     let connection = tokio::spawn(async move {
@@ -216,6 +217,19 @@ fn spawn_connection(
             }
         }
     });
+}
+
+/// Hands an answer to hyper, which wants a `Result`. A named future instead
+/// of an `async` block: hyper moves the service future, and this one is no
+/// bigger than the answer it carries.
+struct Infallibly(Handling);
+
+impl Future for Infallibly {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(Ok)
+    }
 }
 
 fn seconds(duration: Duration) -> String {
