@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 command -v promtool >/dev/null || apt_install prometheus
-binary="${1:-$(static_binary)}"
+binary="${1:-$(static_binary "$MUSL_TARGET")}"
 work="$(mktemp -d)"
 trap 'stop_pulse || true; rm -rf "$work"' EXIT
 

@@ -29,7 +29,7 @@ stage() {
 }
 
 install_prerequisites() {
-  apt_install curl ca-certificates prometheus
+  apt_install curl ca-certificates file python3-pip prometheus prometheus-alertmanager
   rust_target "$MUSL_TARGET"
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
@@ -37,12 +37,22 @@ install_prerequisites() {
 
 static_build() {
   local binary size max=$((2560 * 1024))
-  binary="$(static_binary)"
+  binary="$(static_binary "$MUSL_TARGET")"
   size=$(stat -c %s "$binary")
   info "$binary: $size bytes ($((size / 1024)) KiB; limit $((max / 1024)) KiB)"
   file "$binary" 2>/dev/null | grep -q 'static' || ldd "$binary" 2>&1 | grep -q 'not a dynamic' ||
     die "$binary is not statically linked"
   [ "$size" -le "$max" ] || die "the static binary is over 2.5 MiB"
+}
+
+smoke_binary() {
+  local work code=0
+  work="$(mktemp -d)"
+  start_pulse "$(static_binary "$MUSL_TARGET")" "$work/pulse.log"
+  scripts/smoke.sh "$PULSE_URL" 5 || code=$?
+  stop_pulse || code=$?
+  rm -rf "$work"
+  return "$code"
 }
 
 stage "install prerequisites" install_prerequisites
@@ -51,6 +61,8 @@ stage "cargo clippy -D warnings" cargo clippy --locked --all-targets -- -D warni
 stage "cargo test --locked" cargo test --locked
 stage "static musl build and size" static_build
 stage "promtool check metrics" scripts/check-metrics.sh
+stage "smoke test against the binary" smoke_binary
+stage "compose e2e (podman)" scripts/e2e-compose.sh
 
 step "summary"
 printf '    %s\n' "${timings[@]}"

@@ -73,3 +73,34 @@ stop_pulse() {
   PULSE_PID=""
   return "$code"
 }
+
+# podman_setup TEST_IMAGE installs podman and podman-compose when missing, and
+# uses the sandbox's containers.conf only where a container cannot start with
+# podman's defaults (this repo's CI machines: no crun, low ulimits).
+podman_setup() {
+  apt_install podman runc slirp4netns uidmap
+  if ! podman-compose version 2>/dev/null | grep -Eq 'podman-compose version 1\.([1-9]|[1-9][0-9])'; then
+    # Debian's podman-compose 1.0.3 mangles CMD healthchecks and leaves networks behind.
+    info "pip install podman-compose (1.1 or newer)"
+    python3 -m pip install --quiet --disable-pip-version-check 'podman-compose>=1.1' 2>&1 | grep -v WARNING || true
+  fi
+  if [ -z "${CONTAINERS_CONF:-}" ] && ! podman run --rm "$1" --version >/dev/null 2>&1; then
+    export CONTAINERS_CONF="$REPO_ROOT/scripts/podman/containers.conf"
+    info "containers do not start with podman's defaults here; using $CONTAINERS_CONF"
+    podman run --rm "$1" --version >/dev/null || die "podman cannot start a container, even with $CONTAINERS_CONF"
+  fi
+}
+
+# free_port prints a TCP port that is free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_http URL SECONDS waits until URL answers 200.
+wait_http() {
+  local url="$1" deadline=$((SECONDS + $2))
+  until [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$url" 2>/dev/null)" = 200 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.25
+  done
+}

@@ -10,6 +10,7 @@ use crate::config::SETTINGS;
 pub enum Command {
     Serve,
     Healthcheck,
+    AlertLog,
     Version,
     Help,
 }
@@ -27,6 +28,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     match words.as_slice() {
         [] | ["serve"] => Ok(Command::Serve),
         ["healthcheck"] => Ok(Command::Healthcheck),
+        ["alert-log"] => Ok(Command::AlertLog),
         ["--version" | "-V" | "version"] => Ok(Command::Version),
         ["--help" | "-h" | "help"] => Ok(Command::Help),
         [word, ..] if words.len() == 1 => Err(format!("unknown command {word:?}")),
@@ -43,7 +45,8 @@ pub fn version_line() -> String {
 
 pub fn help_text() -> String {
     let mut text = format!(
-        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
+        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert
+  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
         version_line()
     );
     for setting in SETTINGS {
@@ -68,6 +71,7 @@ mod tests {
     fn parses_each_command() {
         assert_eq!(parse_words(&[]), Ok(Command::Serve));
         assert_eq!(parse_words(&["healthcheck"]), Ok(Command::Healthcheck));
+        assert_eq!(parse_words(&["alert-log"]), Ok(Command::AlertLog));
         assert_eq!(parse_words(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
         assert!(parse_words(&["--port"]).unwrap_err().contains("--port"));

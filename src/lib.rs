@@ -15,10 +15,12 @@
 //! - `logging`: text and JSON log formats.
 //! - `request_id`, `build_info`: small helpers.
 //! - `cli`, `healthcheck`, `signals`: what only the binary uses.
+//! - `alert_log`: `pulse alert-log`, the monitoring stack's webhook receiver.
 
 #![forbid(unsafe_code)]
 #![deny(warnings)]
 
+pub mod alert_log;
 pub mod app;
 pub mod build_info;
 pub mod cli;

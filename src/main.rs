@@ -28,7 +28,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Healthcheck => healthcheck_command(),
-        Command::Serve => serve_command(),
+        Command::Serve => serve_command(Command::Serve),
+        Command::AlertLog => serve_command(Command::AlertLog),
     }
 }
 
@@ -57,7 +58,9 @@ fn healthcheck_command() -> ExitCode {
     }
 }
 
-fn serve_command() -> ExitCode {
+/// Serves pulse itself, or the alert log: the same settings, logging,
+/// signals and exit codes.
+fn serve_command(command: Command) -> ExitCode {
     let config = match load_config() {
         Ok(config) => config,
         Err(message) => {
@@ -70,13 +73,13 @@ fn serve_command() -> ExitCode {
         return ExitCode::FAILURE;
     }
     logging::log_panics();
-    let code = serve(config);
+    let code = serve(config, command);
     // Log lines are batched; none may be lost on the way out.
     logging::flush();
     code
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, command: Command) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -126,7 +129,11 @@ fn serve(config: Config) -> ExitCode {
             Ok(addr) => log::info!(address:% = addr; "listening on http://{addr}"),
             Err(e) => log::warn!("listening, but the bound address is unknown: {e}"),
         }
-        pulse::run(listener, config, signals.shutdown()).await;
+        if command == Command::AlertLog {
+            pulse::alert_log::run(listener, config, signals.shutdown()).await;
+        } else {
+            pulse::run(listener, config, signals.shutdown()).await;
+        }
         log::info!("shutdown complete");
         ExitCode::SUCCESS
     })

@@ -162,3 +162,41 @@ fn version_help_and_unknown_commands() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn alert_log_writes_each_webhook_alert_as_a_log_line() {
+    let mut receiver = Binary::spawn_with(
+        temp_dir("alert-log"),
+        &["alert-log"],
+        &[("PULSE_LOG_FORMAT", "json")],
+    );
+    let addr = receiver.wait_until_listening();
+    let payload = r#"{"version":"4","receiver":"page","status":"firing","alerts":[
+        {"status":"firing","labels":{"alertname":"PulseDown","severity":"critical","instance":"pulse:8080"},
+         "annotations":{"summary":"pulse is down","runbook_url":"docs/runbooks.md#pulsedown"}}]}"#;
+    let request = hyper::Request::post(format!("http://{addr}/page"))
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(payload)))
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let line = receiver.wait_for_line("\"alertname\":\"PulseDown\"", Duration::from_secs(5));
+    let alert: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(alert["target"], "pulse::alert");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["receiver"], "page");
+    assert_eq!(alert["path"], "/page");
+    assert_eq!(alert["summary"], "pulse is down");
+
+    assert_eq!(get(addr, "/livez").await.status(), 200);
+    assert_eq!(get(addr, "/anything").await.status(), 404);
+}

@@ -177,12 +177,16 @@ pub fn binary_command(dir: &PathBuf, env: &[(&str, &str)]) -> Command {
 
 impl Binary {
     pub fn spawn(name: &str, env: &[(&str, &str)]) -> Binary {
-        let dir = temp_dir(name);
-        Binary::spawn_in(dir, env)
+        Binary::spawn_with(temp_dir(name), &[], env)
     }
 
     pub fn spawn_in(dir: PathBuf, env: &[(&str, &str)]) -> Binary {
+        Binary::spawn_with(dir, &[], env)
+    }
+
+    pub fn spawn_with(dir: PathBuf, args: &[&str], env: &[(&str, &str)]) -> Binary {
         let mut child = binary_command(&dir, env)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Smoke-tests a running pulse from the outside, with bash and curl only.
+#
+# Usage: scripts/smoke.sh [BASE_URL] [WAIT_SECONDS]
+#   BASE_URL      default http://127.0.0.1:8080 (a binary, a container, a remote URL)
+#   WAIT_SECONDS  first wait up to this long for /readyz to answer 200 (default 0)
+# Prints one line per check and stops with exit code 1 at the first failure.
+set -euo pipefail
+
+base="${1:-${PULSE_URL:-http://127.0.0.1:8080}}"
+base="${base%/}"
+wait_seconds="${2:-${SMOKE_WAIT:-0}}"
+[[ "$wait_seconds" =~ ^[0-9]+$ ]] || {
+  echo "smoke: WAIT_SECONDS must be a whole number, got '$wait_seconds'" >&2
+  exit 2
+}
+command -v curl >/dev/null || {
+  echo "smoke: curl is required" >&2
+  exit 2
+}
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+checks=0
+
+pass() {
+  checks=$((checks + 1))
+  printf 'ok    %s\n' "$*"
+}
+fail() {
+  printf 'FAIL  %s\n' "$*" >&2
+  printf 'smoke: %s passed, 1 failed against %s\n' "$checks" "$base" >&2
+  exit 1
+}
+
+# fetch METHOD PATH [CURL_ARGS...]: sets status, and leaves the headers and
+# body in $work/headers and $work/body.
+fetch() {
+  local method="$1" path="$2"
+  shift 2
+  status=$(curl -sS --max-time 10 -X "$method" -o "$work/body" -D "$work/headers" \
+    -w '%{http_code}' "$@" "$base$path" 2>"$work/error") ||
+    fail "$method $path: $(cat "$work/error")"
+}
+header() { tr -d '\r' <"$work/headers" | awk -v name="$1" 'tolower($1) == tolower(name) ":" { sub(/^[^:]*: */, ""); print; exit }'; }
+body() { cat "$work/body"; }
+
+if [ "$wait_seconds" -gt 0 ]; then
+  deadline=$((SECONDS + wait_seconds))
+  until curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$base/readyz" 2>/dev/null | grep -q '^200$'; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "/readyz did not answer 200 within ${wait_seconds}s"
+    sleep 0.2
+  done
+  pass "ready within ${wait_seconds}s"
+fi
+
+fetch GET /
+{ [ "$status" = 200 ] && [ "$(body)" = "Hello, DevOps!" ]; } || fail "GET / -> $status $(body)"
+pass "GET / -> 200 Hello, DevOps!"
+
+fetch GET /health
+{ [ "$status" = 200 ] && grep -q '"status":"healthy"' "$work/body"; } || fail "GET /health -> $status $(body)"
+pass "GET /health -> 200 $(body)"
+
+for path in /livez /readyz; do
+  fetch GET "$path"
+  [ "$status" = 200 ] || fail "GET $path -> $status $(body)"
+  [ "$(header cache-control)" = no-store ] || fail "GET $path has no Cache-Control: no-store"
+  pass "GET $path -> 200, Cache-Control: no-store"
+done
+
+fetch GET /version
+{ [ "$status" = 200 ] && grep -q '"version":' "$work/body" && grep -q '"commit":' "$work/body"; } ||
+  fail "GET /version -> $status $(body)"
+pass "GET /version -> 200 $(body)"
+
+fetch GET /metrics
+[ "$status" = 200 ] || fail "GET /metrics -> $status"
+for name in http_requests_total pulse_build_info; do
+  grep -q "^$name" "$work/body" || fail "GET /metrics has no $name"
+done
+pass "GET /metrics -> 200 with http_requests_total and pulse_build_info"
+
+fetch GET /smoke-test-no-such-path
+{ [ "$status" = 404 ] && [ "$(body)" = '{"error":"Not found"}' ]; } || fail "GET unknown path -> $status $(body)"
+pass "GET unknown path -> 404 $(body)"
+
+fetch POST /
+{ [ "$status" = 405 ] && [ "$(body)" = '{"error":"Method not allowed"}' ]; } || fail "POST / -> $status $(body)"
+[ "$(header allow)" = "GET, HEAD" ] || fail "POST / has Allow '$(header allow)', expected 'GET, HEAD'"
+pass "POST / -> 405, Allow: GET, HEAD"
+
+fetch GET /
+generated="$(header x-request-id)"
+[ -n "$generated" ] || fail "GET / has no X-Request-Id"
+[ "$(header x-content-type-options)" = nosniff ] || fail "GET / has no X-Content-Type-Options: nosniff"
+pass "GET / -> X-Request-Id $generated, X-Content-Type-Options: nosniff"
+sent="smoke-$RANDOM$RANDOM"
+fetch GET / -H "X-Request-Id: $sent"
+[ "$(header x-request-id)" = "$sent" ] || fail "X-Request-Id $sent came back as '$(header x-request-id)'"
+pass "GET / echoes X-Request-Id $sent"
+
+printf 'smoke: %s passed, 0 failed against %s\n' "$checks" "$base"
