@@ -62,7 +62,9 @@ stage "cargo test --locked" cargo test --locked
 stage "static musl build and size" static_build
 stage "promtool check metrics" scripts/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
+stage "monitoring checks (promtool, amtool, Grafana)" scripts/check-monitoring.sh
 stage "compose e2e (podman)" scripts/e2e-compose.sh
+stage "monitoring e2e (alert end to end)" scripts/e2e-monitoring.sh
 
 step "summary"
 printf '    %s\n' "${timings[@]}"

@@ -24,6 +24,7 @@ pub struct ProcessCollector {
     open_fds: Gauge,
     max_fds: Gauge,
     start_time: Gauge,
+    memory_limit: Gauge,
     descs: Vec<Desc>,
 }
 
@@ -55,6 +56,10 @@ impl Default for ProcessCollector {
             "Start time of the process since unix epoch in seconds.",
         );
         start_time.set(read_start_time().unwrap_or_else(now_seconds));
+        let memory_limit = gauge(
+            "pulse_memory_limit_bytes",
+            "Memory limit of the cgroup (container) pulse runs in; absent when there is none.",
+        );
         let descs = [
             cpu_seconds.desc(),
             resident_memory.desc(),
@@ -62,6 +67,7 @@ impl Default for ProcessCollector {
             open_fds.desc(),
             max_fds.desc(),
             start_time.desc(),
+            memory_limit.desc(),
         ]
         .into_iter()
         .flatten()
@@ -75,6 +81,7 @@ impl Default for ProcessCollector {
             open_fds,
             max_fds,
             start_time,
+            memory_limit,
             descs,
         }
     }
@@ -112,7 +119,7 @@ impl Collector for ProcessCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh();
-        [
+        let mut families: Vec<MetricFamily> = [
             self.cpu_seconds.collect(),
             self.resident_memory.collect(),
             self.virtual_memory.collect(),
@@ -122,7 +129,13 @@ impl Collector for ProcessCollector {
         ]
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+        // The PulseHighMemory alert divides resident memory by this limit.
+        if let Some(limit) = read_memory_limit() {
+            self.memory_limit.set(limit as f64);
+            families.extend(self.memory_limit.collect());
+        }
+        families
     }
 }
 
@@ -166,6 +179,32 @@ pub fn read_max_fds() -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The memory limit of this process's cgroup, v2 (`memory.max`) or v1
+/// (`memory.limit_in_bytes`). None when unlimited or unknown.
+pub fn read_memory_limit() -> Option<u64> {
+    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut candidates = Vec::new();
+    for line in membership.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next(), fields.next()?, fields.next()?);
+        if controllers.is_empty() {
+            candidates.push(format!("/sys/fs/cgroup{path}/memory.max"));
+        } else if controllers.split(',').any(|c| c == "memory") {
+            candidates.push(format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"));
+        }
+    }
+    // Inside a container's cgroup namespace the paths above may not exist,
+    // but the container's own limit sits at the root of the mount.
+    candidates.push("/sys/fs/cgroup/memory.max".to_owned());
+    candidates.push("/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned());
+    let text = candidates
+        .iter()
+        .find_map(|path| std::fs::read_to_string(path).ok())?;
+    let limit: u64 = text.trim().parse().ok()?;
+    // cgroup v1 reports "no limit" as a number near i64::MAX.
+    (limit < 1 << 60).then_some(limit)
 }
 
 /// Boot time plus the process's start offset: the real exec time, not the

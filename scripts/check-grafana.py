@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Checks Grafana's provisioning and dashboards without a Grafana.
+
+Usage: scripts/check-grafana.py            check, print one line per check
+       scripts/check-grafana.py --exprs    print every panel query as JSON lines
+                                           ({"panel": ..., "expr": ...}) for
+                                           scripts/e2e-monitoring.sh to run
+
+Grafana cannot be installed here, so this parses every provisioning YAML and
+dashboard JSON and checks what Grafana would otherwise only report at run
+time: unique uids, datasource references that resolve, the panels the
+dashboard promises, and queries that only name jobs that prometheus.yml
+scrapes and recording rules that exist. Exits 1 at the first problem.
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MONITORING = os.path.join(ROOT, "monitoring")
+
+# Panel titles the "pulse overview" dashboard must have, as regexes.
+REQUIRED_PANELS = {
+    "request rate by route and status": r"request rate by route and status",
+    "error ratio": r"^error ratio",
+    "latency p50, p95 and p99": r"latency p50 / p95 / p99",
+    "requests in flight": r"requests in flight",
+    "SLO error budget remaining": r"error budget remaining",
+    "SLO burn rate": r"burn rate",
+    "resident memory": r"resident memory",
+    "CPU": r"^cpu$",
+    "open fds": r"open file descriptors",
+    "uptime": r"^uptime",
+    "restarts": r"^restarts",
+    "build info": r"^build info",
+}
+
+
+def fail(message):
+    print(f"FAIL  {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def ok(message):
+    print(f"ok    {message}")
+
+
+def load_yaml(path):
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        fail(f"{path}: {e}")
+
+
+def relative(path):
+    return os.path.relpath(path, ROOT)
+
+
+def panels_of(dashboard):
+    """Every panel, including those nested in rows."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def main():
+    exprs_only = "--exprs" in sys.argv[1:]
+    say = (lambda _: None) if exprs_only else ok
+
+    # Datasources: unique names and uids.
+    datasources = {}
+    for path in sorted(glob.glob(f"{MONITORING}/grafana/provisioning/datasources/*.yml")):
+        config = load_yaml(path)
+        if config.get("apiVersion") != 1:
+            fail(f"{relative(path)}: apiVersion must be 1")
+        for source in config.get("datasources", []):
+            uid = source.get("uid")
+            if not uid:
+                fail(f"{relative(path)}: datasource {source.get('name')!r} has no fixed uid")
+            if uid in datasources:
+                fail(f"{relative(path)}: datasource uid {uid!r} is not unique")
+            datasources[uid] = source
+    if not datasources:
+        fail("no datasource is provisioned")
+    say(f"{len(datasources)} datasource(s), uids unique: {', '.join(sorted(datasources))}")
+
+    # The datasource URL must name a compose service on its container port.
+    compose = load_yaml(os.path.join(ROOT, "compose.yaml"))
+    services = compose.get("services", {})
+    for uid, source in datasources.items():
+        match = re.match(r"https?://([^:/]+):(\d+)", source.get("url", ""))
+        if not match or match.group(1) not in services:
+            fail(f"datasource {uid}: url {source.get('url')!r} is not a compose service")
+    say("datasource URLs name compose services")
+
+    # Dashboard providers: their path is where compose mounts the dashboards.
+    grafana_mounts = {}
+    for volume in services.get("grafana", {}).get("volumes", []):
+        source, target = volume.split(":")[:2]
+        grafana_mounts[target] = os.path.normpath(os.path.join(ROOT, source))
+    providers = []
+    for path in sorted(glob.glob(f"{MONITORING}/grafana/provisioning/dashboards/*.yml")):
+        config = load_yaml(path)
+        if config.get("apiVersion") != 1:
+            fail(f"{relative(path)}: apiVersion must be 1")
+        for provider in config.get("providers", []):
+            target = provider.get("options", {}).get("path")
+            if target not in grafana_mounts:
+                fail(f"{relative(path)}: provider path {target!r} is not mounted by compose.yaml")
+            providers.append(grafana_mounts[target])
+    if not providers:
+        fail("no dashboard provider is provisioned")
+    say(f"{len(providers)} dashboard provider(s), each path mounted by compose.yaml")
+
+    # What Prometheus produces: job names and recorded series.
+    prometheus = load_yaml(f"{MONITORING}/prometheus/prometheus.yml")
+    jobs = {job["job_name"] for job in prometheus.get("scrape_configs", [])}
+    recorded = set()
+    for path in glob.glob(f"{MONITORING}/prometheus/rules/*.yml"):
+        for group in load_yaml(path).get("groups", []):
+            recorded.update(rule["record"] for rule in group["rules"] if "record" in rule)
+
+    dashboard_uids = set()
+    found_overview = False
+    exprs = []
+    for directory in sorted(set(providers)):
+        files = sorted(glob.glob(f"{directory}/*.json"))
+        if not files:
+            fail(f"{relative(directory)} holds no dashboard")
+        for path in files:
+            try:
+                with open(path) as f:
+                    dashboard = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                fail(f"{relative(path)}: {e}")
+            uid = dashboard.get("uid")
+            if not uid or uid in dashboard_uids:
+                fail(f"{relative(path)}: dashboard uid {uid!r} is missing or not unique")
+            dashboard_uids.add(uid)
+            panel_ids = set()
+            for panel in panels_of(dashboard):
+                title = panel.get("title", "")
+                if panel.get("id") in panel_ids:
+                    fail(f"{relative(path)}: panel id {panel.get('id')} is not unique")
+                panel_ids.add(panel.get("id"))
+                if panel.get("type") == "row":
+                    continue
+                for ref in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]:
+                    if not isinstance(ref, dict) or ref.get("uid") not in datasources:
+                        fail(f"{relative(path)}: panel {title!r} references datasource {ref!r}, not a provisioned uid")
+                if not panel.get("targets"):
+                    fail(f"{relative(path)}: panel {title!r} has no query")
+                for target in panel["targets"]:
+                    expr = target.get("expr", "")
+                    for job in re.findall(r'job="([^"]*)"', expr):
+                        if job not in jobs:
+                            fail(f"panel {title!r}: job {job!r} is not a job of prometheus.yml ({sorted(jobs)})")
+                    if re.search(r'instance=~?"', expr):
+                        fail(f"panel {title!r}: a hard-coded instance exists only on one machine: {expr}")
+                    for name in re.findall(r"\b[a-z_]+:[a-z_0-9]+:[a-z_0-9]+\b", expr):
+                        if name not in recorded:
+                            fail(f"panel {title!r}: {name} is not a recording rule")
+                    exprs.append({"dashboard": dashboard.get("title"), "panel": title, "expr": expr})
+            if dashboard.get("title") == "pulse overview":
+                found_overview = True
+                titles = [p.get("title", "").lower() for p in panels_of(dashboard)]
+                for what, pattern in REQUIRED_PANELS.items():
+                    if not any(re.search(pattern, t) for t in titles):
+                        fail(f"'pulse overview' has no panel for {what}")
+                uses_rules = sum(1 for e in exprs if re.search(r"\w+:\w+:\w+", e["expr"]))
+                say(f"'pulse overview': {len(panel_ids)} panels, all {len(REQUIRED_PANELS)} required ones, {uses_rules} queries on recording rules")
+    if not found_overview:
+        fail("no dashboard titled 'pulse overview'")
+    say(f"{len(dashboard_uids)} dashboard(s): uids unique, every datasource reference resolves")
+    say(f"{len(exprs)} queries name only jobs from prometheus.yml and existing recording rules")
+
+    if exprs_only:
+        for expr in exprs:
+            print(json.dumps(expr))
+
+
+if __name__ == "__main__":
+    main()

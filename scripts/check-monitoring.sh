@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Static checks of monitoring/: promtool and amtool with zero warnings, the
+# alert unit tests, and Grafana's files.
+#
+# Usage: scripts/check-monitoring.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+apt_install prometheus prometheus-alertmanager
+python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+
+# run_clean COMMAND...: the command must succeed and print no warning.
+run_clean() {
+  local output
+  output="$("$@" 2>&1)" || {
+    printf '%s\n' "$output"
+    die "$* failed"
+  }
+  if grep -qi 'warn' <<<"$output"; then
+    printf '%s\n' "$output"
+    die "$* printed a warning"
+  fi
+  printf '%s\n' "$output" | sed 's/^/    /'
+}
+
+step "promtool check config"
+run_clean promtool check config monitoring/prometheus/prometheus.yml
+step "promtool check rules"
+run_clean promtool check rules monitoring/prometheus/rules/*.yml
+step "promtool test rules (every alert fires and stays silent where it should)"
+run_clean promtool test rules monitoring/prometheus/tests/*.yml
+alerts_defined="$(awk '$1 == "-" && $2 == "alert:" { print $3 }' monitoring/prometheus/rules/*.yml | sort -u)"
+for alert in $alerts_defined; do
+  grep -q "alertname: $alert\$" monitoring/prometheus/tests/*.yml || die "alert $alert has no promtool test"
+done
+info "every alert has a test: $(echo "$alerts_defined" | tr '\n' ' ')"
+for alert in $alerts_defined; do
+  anchor="$(tr '[:upper:]' '[:lower:]' <<<"$alert")"
+  grep -q "^## $alert\$" docs/runbooks.md || die "docs/runbooks.md has no section for $alert (#$anchor)"
+done
+info "every alert has a runbook section"
+step "amtool check-config"
+run_clean amtool check-config monitoring/alertmanager/alertmanager.yml
+# route_of LABEL=VALUE...: the receiver Alertmanager picks for those labels.
+route_of() { amtool config routes test --config.file=monitoring/alertmanager/alertmanager.yml "$@" 2>/dev/null; }
+for case in "critical page" "warning ticket"; do
+  read -r severity receiver <<<"$case"
+  [ "$(route_of severity="$severity" alertname=PulseTest instance=pulse:8080)" = "$receiver" ] ||
+    die "severity=$severity routes to '$(route_of severity="$severity")', expected $receiver"
+  info "severity=$severity routes to $receiver"
+done
+
+step "Grafana provisioning and dashboards"
+python3 scripts/check-grafana.py
