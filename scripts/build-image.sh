@@ -4,6 +4,7 @@
 # replaced by a folder holding the binary (podman's --build-context).
 #
 # Usage: scripts/build-image.sh [amd64|arm64] [TAG]   (default: amd64 localhost/pulse:dev)
+# PULSE_BINARY=path uses an already built binary (the CI matrix's artifact).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -19,8 +20,13 @@ esac
 max_bytes=3000000
 
 command -v podman >/dev/null || apt_install podman runc
-step "building the static binary for $target"
-binary="$(static_binary "$target")"
+if [ -n "${PULSE_BINARY:-}" ]; then
+  binary="$PULSE_BINARY"
+  [ -x "$binary" ] || die "PULSE_BINARY=$binary is not an executable file"
+else
+  step "building the static binary for $target"
+  binary="$(static_binary "$target")"
+fi
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp "$binary" "$context/pulse"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Every check and test pulse has, in the order CI runs them. The README's
-# test command, and what .ci/run calls.
+# Every check and test pulse has, in the order CI runs them: the README's
+# test command, and what .ci/run calls. The GitHub workflows call the same
+# scripts, job by job (docs/ci-cd.md maps them).
 #
 # Usage: scripts/ci.sh
-# It installs what is missing (apt packages, rustup targets) and prints one
-# line per stage, then a summary. The first failing stage stops the run.
+# It installs what is missing (apt packages, rustup targets, pip and cargo
+# tools) and prints one line per stage, then a summary. The first failing
+# stage stops the run.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -25,46 +27,57 @@ stage() {
     exit 1
   fi
   passed=$((passed + 1))
-  timings+=("$(printf '%-34s %4ss' "$name" "$((SECONDS - started))")")
+  timings+=("$(printf '%-44s %4ss' "$name" "$((SECONDS - started))")")
 }
 
 install_prerequisites() {
-  apt_install curl ca-certificates file python3-pip prometheus prometheus-alertmanager
-  rust_target "$MUSL_TARGET"
+  apt_install curl ca-certificates file git python3-pip python3-yaml prometheus prometheus-alertmanager \
+    podman runc slirp4netns uidmap busybox-static qemu-user-static shellcheck
+  python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+  rust_target x86_64-unknown-linux-musl
+  rust_target aarch64-unknown-linux-musl
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
-}
-
-static_build() {
-  local binary size max=$((2560 * 1024))
-  binary="$(static_binary "$MUSL_TARGET")"
-  size=$(stat -c %s "$binary")
-  info "$binary: $size bytes ($((size / 1024)) KiB; limit $((max / 1024)) KiB)"
-  file "$binary" 2>/dev/null | grep -q 'static' || ldd "$binary" 2>&1 | grep -q 'not a dynamic' ||
-    die "$binary is not statically linked"
-  [ "$size" -le "$max" ] || die "the static binary is over 2.5 MiB"
 }
 
 smoke_binary() {
   local work code=0
   work="$(mktemp -d)"
-  start_pulse "$(static_binary "$MUSL_TARGET")" "$work/pulse.log"
+  start_pulse "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl" "$work/pulse.log"
   scripts/smoke.sh "$PULSE_URL" 5 || code=$?
   stop_pulse || code=$?
   rm -rf "$work"
   return "$code"
 }
 
+image() {
+  PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build-image.sh amd64 localhost/pulse:dev &&
+    PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build-image.sh arm64 localhost/pulse:arm64 &&
+    scripts/image-smoke.sh localhost/pulse:dev &&
+    scripts/scan-image.sh localhost/pulse:dev
+}
+
+release_dry_run() {
+  scripts/sbom.sh &&
+    scripts/checksums.sh &&
+    scripts/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
+      "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+}
+
 stage "install prerequisites" install_prerequisites
-stage "cargo fmt --check" cargo fmt --all -- --check
-stage "cargo clippy -D warnings" cargo clippy --locked --all-targets -- -D warnings
-stage "cargo test --locked" cargo test --locked
-stage "static musl build and size" static_build
-stage "promtool check metrics" scripts/check-metrics.sh
+stage "lint: cargo fmt, clippy -D warnings" scripts/lint.sh
+stage "test: cargo test --locked" scripts/test.sh
+stage "build: static x86_64 musl binary" scripts/build-static.sh x86_64-unknown-linux-musl
+stage "build: static aarch64 musl binary + qemu smoke" scripts/smoke-arm64.sh
+stage "metrics: promtool check metrics" scripts/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
-stage "monitoring checks (promtool, amtool, Grafana)" scripts/check-monitoring.sh
+stage "image: build amd64+arm64, smoke, scan" image
 stage "compose e2e (podman)" scripts/e2e-compose.sh
+stage "monitoring: promtool, amtool, Grafana files" scripts/check-monitoring.sh
 stage "monitoring e2e (alert end to end)" scripts/e2e-monitoring.sh
+stage "security: cargo deny" scripts/deny.sh
+stage "release dry run: SBOM, checksums, manifest" release_dry_run
+stage "hygiene: shellcheck, hadolint, actionlint, yamllint" scripts/lint-repo.sh
 
 step "summary"
 printf '    %s\n' "${timings[@]}"

@@ -21,17 +21,33 @@ apt_install() {
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   command -v apt-get >/dev/null || die "missing ${missing[*]}; install them with your package manager"
+  # Root in CI containers and here; passwordless sudo on GitHub's runners.
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   info "apt-get install ${missing[*]}"
   if [ -z "${PULSE_APT_UPDATED:-}" ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     export PULSE_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # rust_target TRIPLE adds a rustup target if it is missing.
 rust_target() {
   rustup target list --installed | grep -qx "$1" || rustup target add "$1"
+}
+
+# pip_install PACKAGE... installs Python packages for the current user's python3.
+pip_install() {
+  info "pip install $*"
+  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | grep -v '^WARNING: Running pip as' || true
+}
+
+# cargo_tool BINARY CRATE [VERSION] installs a cargo subcommand when missing.
+cargo_tool() {
+  command -v "$1" >/dev/null && return 0
+  info "cargo install --locked $2${3:+@$3} (a few minutes, once per machine)"
+  cargo install --quiet --locked "$2${3:+@$3}"
 }
 
 # static_binary [TRIPLE] builds the release binary for a musl target (once per

@@ -88,7 +88,15 @@ impl App {
         let state = &*self.state;
         let verb = Verb::from_method(request.method());
         let path = request.uri().path();
-        let (route, dispatch) = routes::dispatch(verb, path, state.config.fault_injection);
+        let target_length = request
+            .uri()
+            .path_and_query()
+            .map_or(0, |p| p.as_str().len());
+        let (route, dispatch) = if target_length > routes::MAX_URI_BYTES {
+            (Route::Unmatched, Dispatch::UriTooLong)
+        } else {
+            routes::dispatch(verb, path, state.config.fault_injection)
+        };
         let exchange = Exchange {
             received: Instant::now(),
             in_flight: state.metrics.track_in_flight(),
@@ -142,6 +150,7 @@ impl App {
                 response
             }
             Dispatch::NotFound => json_error(StatusCode::NOT_FOUND, "Not found"),
+            Dispatch::UriTooLong => json_error(StatusCode::URI_TOO_LONG, "URI too long"),
         };
         Handling::Ready(Some(self.finish(exchange, path, response)))
     }

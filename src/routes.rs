@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
+/// SECURITY: the longest request target (path and query) pulse routes; a
+/// longer one is answered 414 without matching. Longer request heads than
+/// the server's buffer are refused by hyper before they reach pulse.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// The longest `/delay/{ms}` pulse sleeps; larger values are capped to it.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
@@ -134,6 +139,8 @@ pub enum Dispatch {
         allow: &'static str,
     },
     NotFound,
+    /// The request target is longer than [`MAX_URI_BYTES`]: 414.
+    UriTooLong,
 }
 
 /// Every pulse route is read-only.

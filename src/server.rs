@@ -36,9 +36,14 @@ use crate::config::Config;
 /// also bound reset streams, which blunts the rapid-reset attack.
 pub const MAX_CONCURRENT_STREAMS: u32 = 100;
 
-/// SECURITY: the largest request head (request line plus headers) pulse
-/// buffers; a larger one is refused with 431 before any handler runs.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// SECURITY: the largest HTTP/1 request head (request line plus headers)
+/// pulse buffers per connection; a larger one is refused with 431 before any
+/// handler runs. 32 KiB leaves room for long cookies while 1024 connections
+/// in the middle of a head stay within 32 MiB.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 32 * 1024;
+
+/// SECURITY: the largest HTTP/2 header list (after HPACK decoding).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
 
 /// Why the server is asked to stop; it decides whether pulse drains first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,11 +126,11 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // hyper starts this timer whenever the connection waits for a request
         // head, so it also closes idle keep-alive connections.
         .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES.max(8192));
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
     http.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
         // Pings find dead peers that would otherwise hold a connection slot.
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
