@@ -75,6 +75,8 @@ stage "image: build amd64+arm64, smoke, scan" image
 stage "compose e2e (podman)" scripts/e2e-compose.sh
 stage "monitoring: promtool, amtool, Grafana files" scripts/check-monitoring.sh
 stage "monitoring e2e (alert end to end)" scripts/e2e-monitoring.sh
+stage "deploy: kustomize, schemas, checkov" scripts/check-deploy.sh
+stage "deploy e2e (podman kube play)" scripts/e2e-kube.sh
 stage "security: cargo deny" scripts/deny.sh
 stage "release dry run: SBOM, checksums, manifest" release_dry_run
 stage "hygiene: shellcheck, hadolint, actionlint, yamllint" scripts/lint-repo.sh

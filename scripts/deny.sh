@@ -42,7 +42,7 @@ elif [ -d "$snapshot" ]; then
   # The same config with db-path set: the path belongs to this machine, not deny.toml.
   sed "s|^\[advisories\]$|[advisories]\ndb-path = \"$work/db\"|" deny.toml >"$work/deny.toml"
   cargo fetch --locked --quiet
-  cargo deny --offline --log-level error check --config "$work/deny.toml" advisories
+  cargo deny --offline --log-level error --config "$work/deny.toml" check advisories
   info "advisories: no findings in the snapshot of 2026-08-21 (months old: newer advisories are not covered)"
 else
   info "SKIPPED advisories: no network access to the RustSec database here and no snapshot at $snapshot;"

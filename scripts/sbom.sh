@@ -10,7 +10,7 @@ cd "$REPO_ROOT"
 
 cargo_tool cargo-cyclonedx cargo-cyclonedx
 step "cargo cyclonedx (JSON, normal dependencies of the musl target)"
-cargo cyclonedx --format json --target "$MUSL_TARGET" --override-filename pulse.cdx >/dev/null
+cargo cyclonedx --format json --spec-version 1.5 --no-build-deps --target "$MUSL_TARGET" --override-filename pulse.cdx >/dev/null
 mkdir -p dist
 mv pulse.cdx.json dist/pulse.cdx.json
 python3 - dist/pulse.cdx.json <<'PY'

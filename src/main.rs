@@ -112,6 +112,17 @@ fn serve(config: Config, command: Command) -> ExitCode {
             fault_injection = config.fault_injection;
             "starting pulse"
         );
+        #[cfg(target_os = "linux")]
+        if let Some(limit) = pulse::process_metrics::read_max_fds() {
+            // Each connection is a file descriptor; past the limit accept()
+            // fails (pulse backs off and retries) instead of queueing cleanly.
+            if config.max_connections as u64 + 64 > limit {
+                log::warn!(
+                    "PULSE_MAX_CONNECTIONS={} is close to the open-file limit of {limit}; raise `ulimit -n` or lower it",
+                    config.max_connections
+                );
+            }
+        }
         if config.fault_injection {
             log::warn!("fault injection is ON: /delay, /status and /panic are served");
         }

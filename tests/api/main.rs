@@ -5,6 +5,7 @@
 //! real executable, and small HTTP/1.1, h2 and raw-TCP clients.
 
 mod binary;
+mod fuzz_corpus;
 mod hardening;
 mod helpers;
 mod http2;

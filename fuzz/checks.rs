@@ -1,0 +1,121 @@
+//! The properties each fuzz target checks. Shared by the targets and by
+//! `tests/api/fuzz_corpus.rs`, which replays the committed corpus and the
+//! crash regressions on stable Rust in every `cargo test`.
+
+use std::collections::HashMap;
+
+use pulse::config::{self, Config, SETTINGS};
+use pulse::routes::{self, Dispatch, Endpoint, MAX_DELAY, Route, Verb};
+
+const VERBS: [Verb; 10] = [
+    Verb::Get,
+    Verb::Head,
+    Verb::Post,
+    Verb::Put,
+    Verb::Delete,
+    Verb::Patch,
+    Verb::Options,
+    Verb::Connect,
+    Verb::Trace,
+    Verb::Other,
+];
+
+/// The route table: any method, any path, either fault setting.
+pub fn routes(data: &[u8]) {
+    let Some((&selector, path)) = data.split_first() else {
+        return;
+    };
+    let Ok(path) = std::str::from_utf8(path) else {
+        return;
+    };
+    let verb = VERBS[usize::from(selector) % VERBS.len()];
+    let fault_injection = selector & 0x80 != 0;
+    let (route, dispatch) = routes::dispatch(verb, path, fault_injection);
+    assert_eq!(route == Route::Unmatched, dispatch == Dispatch::NotFound, "{path:?}");
+    match dispatch {
+        Dispatch::Serve(endpoint) => {
+            assert!(matches!(verb, Verb::Get | Verb::Head), "{verb:?} served {path:?}");
+            match endpoint {
+                Endpoint::Delay(delay) => assert!(delay <= MAX_DELAY),
+                Endpoint::Status(code) => assert!((200..=599).contains(&code.as_u16())),
+                Endpoint::Panic => assert!(fault_injection),
+                _ => {}
+            }
+        }
+        Dispatch::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD"),
+        _ => {}
+    }
+    if !fault_injection {
+        assert!(!matches!(route, Route::Delay | Route::Status | Route::Panic), "{path:?}");
+    }
+    assert!(route.label() == "unmatched" || route.label().starts_with('/'));
+}
+
+/// `/delay/{ms}` and `/status/{code}` parameters.
+pub fn route_params(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(delay) = routes::parse_delay(text) {
+        assert!(delay <= MAX_DELAY);
+        assert!(text.bytes().all(|b| b.is_ascii_digit()));
+    }
+    if let Ok(code) = routes::parse_status(text) {
+        assert!((200..=599).contains(&code.as_u16()));
+        assert_eq!(code.as_str(), text);
+    }
+}
+
+/// Incoming `X-Request-Id` values.
+pub fn request_id(data: &[u8]) {
+    if pulse::request_id::is_acceptable(data) {
+        assert!(!data.is_empty() && data.len() <= pulse::request_id::MAX_LEN);
+        assert!(data.iter().all(|b| b.is_ascii_graphic()));
+        // An accepted id must be a valid header value to echo back.
+        assert!(hyper::header::HeaderValue::from_bytes(data).is_ok());
+    }
+}
+
+/// The `.env` parser.
+pub fn dotenv(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match pulse::dotenv::parse(text) {
+        Ok(pairs) => {
+            for (name, _) in pairs {
+                assert!(!name.is_empty() && !name.as_bytes()[0].is_ascii_digit());
+                assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            }
+        }
+        Err(error) => {
+            assert!(error.line >= 1 && error.line <= text.lines().count().max(1));
+            assert!(!error.reason.contains('\n'), "error messages are one line");
+        }
+    }
+}
+
+/// Config values: each line of the input sets one documented variable.
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut values = HashMap::new();
+    for (line, value) in text.lines().enumerate() {
+        values.insert(SETTINGS[line % SETTINGS.len()].name, value.to_owned());
+    }
+    match Config::from_lookup(|name| values.get(name).cloned()) {
+        Ok(config) => {
+            assert!(config.max_connections >= 1);
+            assert!(!config.header_read_timeout.is_zero());
+            assert!(config::is_valid_log_filter(&config.log_filter));
+        }
+        Err(error) => {
+            let message = error.to_string();
+            assert!(message.contains("expected"), "{message}");
+            assert!(!message.contains('\n'), "one line: {message}");
+        }
+    }
+    let _ = config::parse_duration(text);
+    let _ = config::is_valid_log_filter(text);
+}
