@@ -31,10 +31,17 @@ pub fn routes(data: &[u8]) {
     let verb = VERBS[usize::from(selector) % VERBS.len()];
     let fault_injection = selector & 0x80 != 0;
     let (route, dispatch) = routes::dispatch(verb, path, fault_injection);
-    assert_eq!(route == Route::Unmatched, dispatch == Dispatch::NotFound, "{path:?}");
+    assert_eq!(
+        route == Route::Unmatched,
+        dispatch == Dispatch::NotFound,
+        "{path:?}"
+    );
     match dispatch {
         Dispatch::Serve(endpoint) => {
-            assert!(matches!(verb, Verb::Get | Verb::Head), "{verb:?} served {path:?}");
+            assert!(
+                matches!(verb, Verb::Get | Verb::Head),
+                "{verb:?} served {path:?}"
+            );
             match endpoint {
                 Endpoint::Delay(delay) => assert!(delay <= MAX_DELAY),
                 Endpoint::Status(code) => assert!((200..=599).contains(&code.as_u16())),
@@ -46,7 +53,10 @@ pub fn routes(data: &[u8]) {
         _ => {}
     }
     if !fault_injection {
-        assert!(!matches!(route, Route::Delay | Route::Status | Route::Panic), "{path:?}");
+        assert!(
+            !matches!(route, Route::Delay | Route::Status | Route::Panic),
+            "{path:?}"
+        );
     }
     assert!(route.label() == "unmatched" || route.label().starts_with('/'));
 }

@@ -120,3 +120,24 @@ wait_http() {
     sleep 0.25
   done
 }
+
+# check_locked_down CONTAINER checks, from /proc of its running process, that
+# it runs as uid 65532 with no capabilities, no privilege escalation and a
+# read-only root filesystem: what the runtime did, not what was asked.
+check_locked_down() {
+  local pid status uid caps nnp root_options
+  pid="$(podman inspect --format '{{.State.Pid}}' "$1")"
+  status="/proc/$pid/status"
+  uid="$(awk '/^Uid:/ { print $2 }' "$status")"
+  [ "$uid" = 65532 ] || die "$1 runs as uid $uid, expected 65532"
+  info "uid 65532 (from $status)"
+  caps="$(awk '/^CapEff:/ { print $2 }' "$status")"
+  [ "$caps" = 0000000000000000 ] || die "$1 has effective capabilities $caps"
+  info "no effective capabilities"
+  nnp="$(awk '/^NoNewPrivs:/ { print $2 }' "$status")"
+  [ "$nnp" = 1 ] || die "$1 may gain privileges (NoNewPrivs is $nnp)"
+  info "no privilege escalation (no-new-privileges)"
+  root_options="$(awk '$5 == "/" { print $6 }' "/proc/$pid/mountinfo" | head -n1)"
+  [[ "$root_options" == ro* ]] || die "$1 has its root filesystem mounted '$root_options', expected read-only"
+  info "read-only root filesystem ($root_options)"
+}

@@ -19,6 +19,7 @@ use hyper::{Request, Response, StatusCode, Version};
 
 use crate::build_info::BUILD;
 use crate::config::Config;
+use crate::logging;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
 use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
@@ -386,10 +387,10 @@ fn remote_text(remote: Option<SocketAddr>, buffer: &mut [u8; 64]) -> &str {
                 if i > 0 {
                     push(b".");
                 }
-                push_decimal(&mut push, u64::from(octet));
+                push(logging::decimal(u64::from(octet), &mut [0; 20]));
             }
             push(b":");
-            push_decimal(&mut push, u64::from(addr.port()));
+            push(logging::decimal(u64::from(addr.port()), &mut [0; 20]));
         }
         Some(addr) => {
             let text = addr.to_string();
@@ -397,20 +398,6 @@ fn remote_text(remote: Option<SocketAddr>, buffer: &mut [u8; 64]) -> &str {
         }
     }
     std::str::from_utf8(&buffer[..length]).unwrap_or("-")
-}
-
-fn push_decimal(push: &mut impl FnMut(&[u8]), mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    push(&digits[start..]);
 }
 
 #[cfg(test)]

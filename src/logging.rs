@@ -305,8 +305,13 @@ fn put(line: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
-fn push_u64(line: &mut Vec<u8>, mut n: u64) {
+fn push_u64(line: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
+    put(line, decimal(n, &mut digits));
+}
+
+/// `n` in decimal, written into `digits`, without `core::fmt`.
+pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     let mut start = digits.len();
     loop {
         start -= 1;
@@ -316,7 +321,7 @@ fn push_u64(line: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    put(line, &digits[start..]);
+    &digits[start..]
 }
 
 /// Appends `time` as RFC 3339 in UTC with milliseconds.

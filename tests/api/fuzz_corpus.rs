@@ -26,30 +26,61 @@ fn replay(target: &str, check: fn(&[u8]), seeds: &[&[u8]]) {
             replayed += 1;
         }
     }
-    assert!(replayed >= 10, "fuzz/corpus/{target} holds only {replayed} inputs");
+    assert!(
+        replayed >= 10,
+        "fuzz/corpus/{target} holds only {replayed} inputs"
+    );
 }
 
 #[test]
 fn routes_corpus() {
-    replay("routes", checks::routes, &[b"\x00/", b"\x80/delay/5", b"\x81/status/503", b"\x02/health"]);
+    replay(
+        "routes",
+        checks::routes,
+        &[
+            b"\x00/",
+            b"\x80/delay/5",
+            b"\x81/status/503",
+            b"\x02/health",
+        ],
+    );
 }
 
 #[test]
 fn route_params_corpus() {
-    replay("route_params", checks::route_params, &[b"250", b"99999999999999999999999", b"503", b"600", b""]);
+    replay(
+        "route_params",
+        checks::route_params,
+        &[b"250", b"99999999999999999999999", b"503", b"600", b""],
+    );
 }
 
 #[test]
 fn request_id_corpus() {
-    replay("request_id", checks::request_id, &[b"abc-123", b"", b"a b", b"\xc3\xa9"]);
+    replay(
+        "request_id",
+        checks::request_id,
+        &[b"abc-123", b"", b"a b", b"\xc3\xa9"],
+    );
 }
 
 #[test]
 fn dotenv_corpus() {
-    replay("dotenv", checks::dotenv, &[b"A=1\n# c\nexport B='x'\n", b"C=\"unterminated", b"=x"]);
+    replay(
+        "dotenv",
+        checks::dotenv,
+        &[b"A=1\n# c\nexport B='x'\n", b"C=\"unterminated", b"=x"],
+    );
 }
 
 #[test]
 fn config_corpus() {
-    replay("config", checks::config, &[b"8080\n0.0.0.0\ninfo\njson\n3s\n5s\n10s\n1024\ntrue", b"x\n\n\n\n"]);
+    replay(
+        "config",
+        checks::config,
+        &[
+            b"8080\n0.0.0.0\ninfo\njson\n3s\n5s\n10s\n1024\ntrue",
+            b"x\n\n\n\n",
+        ],
+    );
 }
