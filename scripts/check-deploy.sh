@@ -12,7 +12,7 @@ cd "$REPO_ROOT"
 kubernetes_version=1.32.0
 command -v kubectl >/dev/null || die "kubectl with kustomize is needed (kubectl 1.32 or newer)"
 command -v promtool >/dev/null || apt_install prometheus
-python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+need_python_yaml
 command -v kubernetes-validate >/dev/null || pip_install kubernetes-validate
 command -v checkov >/dev/null || pip_install checkov
 work="$(mktemp -d)"

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 apt_install prometheus prometheus-alertmanager
-python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+need_python_yaml
 
 # run_clean COMMAND...: the command must succeed and print no warning.
 run_clean() {

@@ -33,7 +33,7 @@ stage() {
 install_prerequisites() {
   apt_install curl ca-certificates file git python3-pip python3-yaml prometheus prometheus-alertmanager \
     podman runc slirp4netns uidmap busybox-static qemu-user-static shellcheck
-  python3 -c 'import yaml' 2>/dev/null || pip_install pyyaml
+  need_python_yaml
   rust_target x86_64-unknown-linux-musl
   rust_target aarch64-unknown-linux-musl
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt

@@ -14,7 +14,7 @@ cd "$REPO_ROOT"
 started=$SECONDS
 
 command -v kubectl >/dev/null || die "kubectl (with kustomize) is needed to render deploy/kubernetes"
-python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+need_python_yaml
 image=localhost/pulse:dev
 scripts/build-image.sh amd64 "$image"
 podman_setup "$image"

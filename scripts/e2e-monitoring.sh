@@ -19,7 +19,7 @@ cd "$REPO_ROOT"
 started=$SECONDS
 
 apt_install prometheus prometheus-alertmanager curl
-python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+need_python_yaml
 binary="${1:-$(static_binary "$MUSL_TARGET")}"
 work="$(mktemp -d)"
 pids=()

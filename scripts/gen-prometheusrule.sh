@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-python3 -c 'import yaml' 2>/dev/null || apt_install python3-yaml
+need_python_yaml
 output=deploy/kubernetes/components/prometheus-operator/prometheusrule.yaml
 generated="$(mktemp)"
 trap 'rm -f "$generated"' EXIT

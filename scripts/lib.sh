@@ -37,10 +37,27 @@ rust_target() {
   rustup target list --installed | grep -qx "$1" || rustup target add "$1"
 }
 
-# pip_install PACKAGE... installs Python packages for the current user's python3.
+# pip_install PACKAGE... installs Python packages for the python3 on PATH.
 pip_install() {
   info "pip install $*"
-  python3 -m pip install --quiet --disable-pip-version-check "$@" 2>&1 | grep -v '^WARNING: Running pip as' || true
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  local log
+  log="$(mktemp)"
+  # A distribution's own python3 may refuse (PEP 668); CI machines are throwaway.
+  python3 -m pip install --quiet --disable-pip-version-check "$@" >"$log" 2>&1 ||
+    python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@" >"$log" 2>&1 || {
+    cat "$log"
+    rm -f "$log"
+    die "pip install $* failed"
+  }
+  rm -f "$log"
+}
+
+# need_python_yaml makes `import yaml` work for the python3 on PATH.
+need_python_yaml() {
+  python3 -c 'import yaml' 2>/dev/null && return 0
+  pip_install pyyaml
+  python3 -c 'import yaml' 2>/dev/null || die "python3 cannot import yaml"
 }
 
 # cargo_tool BINARY CRATE [VERSION] installs a cargo subcommand when missing.
@@ -97,8 +114,7 @@ podman_setup() {
   apt_install podman runc slirp4netns uidmap
   if ! podman-compose version 2>/dev/null | grep -Eq 'podman-compose version 1\.([1-9]|[1-9][0-9])'; then
     # Debian's podman-compose 1.0.3 mangles CMD healthchecks and leaves networks behind.
-    info "pip install podman-compose (1.1 or newer)"
-    python3 -m pip install --quiet --disable-pip-version-check 'podman-compose>=1.1' 2>&1 | grep -v WARNING || true
+    pip_install 'podman-compose>=1.1'
   fi
   if [ -z "${CONTAINERS_CONF:-}" ] && ! podman run --rm "$1" --version >/dev/null 2>&1; then
     export CONTAINERS_CONF="$REPO_ROOT/scripts/podman/containers.conf"
