@@ -22,6 +22,9 @@ async fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
+// Linux only: the test process holds both ends of 1000 connections, and
+// macOS's default limit of 256 open files (the CI macOS leg) is too low.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn slowloris_does_not_block_fresh_clients_and_is_cut_off() {
     const SLOW_CLIENTS: usize = 1000;
