@@ -184,7 +184,7 @@ impl App {
         if http1 && self.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+        headers.insert(X_REQUEST_ID.clone(), request_id);
 
         if verb == Verb::Head {
             response = without_body(response);
@@ -207,7 +207,11 @@ impl App {
             path = truncate(path, LOGGED_PATH_MAX),
             status = status.as_u16(),
             duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            request_id = request_id.to_str().unwrap_or("-"),
+            request_id = response
+                .headers()
+                .get(&X_REQUEST_ID)
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or("-"),
             remote = remote_text(remote, &mut remote_buffer);
             "request"
         );
