@@ -79,6 +79,10 @@ check_locked_down "$container"
 memory="$(podman inspect --format '{{.HostConfig.Memory}}' "$container")"
 [ "$memory" -gt 0 ] || die "no memory limit"
 info "memory limit $memory bytes"
+# PulseHighMemory divides by what pulse reads from its own cgroup.
+seen="$(curl -s "$pulse_url/metrics" | awk '$1 == "pulse_memory_limit_bytes" { printf "%d", $2 }')"
+[ "$seen" = "$memory" ] || die "pulse_memory_limit_bytes is '$seen', the container limit is $memory"
+info "pulse_memory_limit_bytes reports the same limit"
 
 step "podman healthcheck run $container"
 podman healthcheck run "$container" 2>/dev/null || die "the healthcheck failed"
