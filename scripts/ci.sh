@@ -36,8 +36,8 @@ install_prerequisites() {
   need_python_yaml
   rust_target x86_64-unknown-linux-musl
   rust_target aarch64-unknown-linux-musl
-  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
-  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+  grep -q '^rustfmt' <<<"$(rustup component list --installed)" || rustup component add rustfmt
+  grep -q '^clippy' <<<"$(rustup component list --installed)" || rustup component add clippy
 }
 
 smoke_binary() {

@@ -66,7 +66,7 @@ scripts/smoke.sh "$pulse_url" 10
 
 step "Prometheus scrapes pulse: up{job=\"pulse\"} == 1"
 deadline=$((SECONDS + 60))
-until curl -s "$prometheus_url/api/v1/query" --data-urlencode 'query=up{job="pulse"} == 1' | grep -q '"value":\[[^]]*,"1"\]'; do
+until grep -q '"value":\[[^]]*,"1"\]' <<<"$(curl -s "$prometheus_url/api/v1/query" --data-urlencode 'query=up{job="pulse"} == 1')"; do
   [ "$SECONDS" -lt "$deadline" ] || die "Prometheus never saw the pulse target up: $(curl -s "$prometheus_url/api/v1/targets")"
   sleep 1
 done
@@ -95,7 +95,7 @@ stop_seconds=$((SECONDS - stop_started))
 exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$container")"
 [ "$exit_code" = 0 ] || die "pulse exited with $exit_code"
 [ "$stop_seconds" -lt 10 ] || die "stopping took ${stop_seconds}s: pulse was killed, not drained"
-podman logs "$container" 2>&1 | grep -q '"shutdown complete"' || die "no 'shutdown complete' in the log"
+grep -q '"shutdown complete"' <<<"$(podman logs "$container" 2>&1)" || die "no 'shutdown complete' in the log"
 info "exit code 0 after ${stop_seconds}s, log ends with shutdown complete"
 
 step "e2e-compose passed in $((SECONDS - started))s"

@@ -82,7 +82,7 @@ scripts/smoke.sh "http://127.0.0.1:$port" 30
 
 step "the security context took effect"
 check_locked_down "$container"
-podman logs "$container" 2>/dev/null | grep -q '^{"ts":.*"msg":"listening on' || die "the pod does not log JSON"
+grep -q '^{"ts":.*"msg":"listening on' <<<"$(podman logs "$container" 2>/dev/null)" || die "the pod does not log JSON"
 info "JSON logs, as the manifest's env asks"
 
 step "e2e-kube passed in $((SECONDS - started))s"

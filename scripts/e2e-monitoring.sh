@@ -84,7 +84,7 @@ info "Prometheus $prometheus (rules: $(ls monitoring/prometheus/rules)), Alertma
 
 step "the pulse target is up"
 deadline=$((SECONDS + 40))
-until query 'up{job="pulse"} == 1' | grep -q '"result":\[{'; do
+until has_data "$(query 'up{job="pulse"} == 1')"; do
   [ "$SECONDS" -lt "$deadline" ] || die "pulse never came up in Prometheus"
   sleep 1
 done

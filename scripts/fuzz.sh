@@ -13,7 +13,7 @@ cd "$REPO_ROOT/fuzz"
 seconds="${1:-30}"
 shift || true
 [[ "$seconds" =~ ^[0-9]+$ ]] || die "SECONDS_PER_TARGET must be a whole number, got '$seconds'"
-rustup toolchain list | grep -q '^nightly' || die "cargo-fuzz needs a nightly toolchain: rustup toolchain install nightly"
+grep -q '^nightly' <<<"$(rustup toolchain list)" || die "cargo-fuzz needs a nightly toolchain: rustup toolchain install nightly"
 cargo_tool cargo-fuzz cargo-fuzz
 if [ "$#" -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo +nightly fuzz list); fi
 

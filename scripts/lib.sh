@@ -17,7 +17,7 @@ apt_install() {
   local missing=()
   local package
   for package in "$@"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] || missing+=("$package")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   command -v apt-get >/dev/null || die "missing ${missing[*]}; install them with your package manager"
@@ -34,7 +34,7 @@ apt_install() {
 
 # rust_target TRIPLE adds a rustup target if it is missing.
 rust_target() {
-  rustup target list --installed | grep -qx "$1" || rustup target add "$1"
+  grep -qx "$1" <<<"$(rustup target list --installed)" || rustup target add "$1"
 }
 
 # pip_install PACKAGE... installs Python packages for the python3 on PATH.

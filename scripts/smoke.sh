@@ -47,7 +47,7 @@ body() { cat "$work/body"; }
 
 if [ "$wait_seconds" -gt 0 ]; then
   deadline=$((SECONDS + wait_seconds))
-  until curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$base/readyz" 2>/dev/null | grep -q '^200$'; do
+  until [ "$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "$base/readyz" 2>/dev/null)" = 200 ]; do
     [ "$SECONDS" -lt "$deadline" ] || fail "/readyz did not answer 200 within ${wait_seconds}s"
     sleep 0.2
   done
