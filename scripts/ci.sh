@@ -36,8 +36,7 @@ install_prerequisites() {
   need_python_yaml
   rust_target x86_64-unknown-linux-musl
   rust_target aarch64-unknown-linux-musl
-  grep -q '^rustfmt' <<<"$(rustup component list --installed)" || rustup component add rustfmt
-  grep -q '^clippy' <<<"$(rustup component list --installed)" || rustup component add clippy
+  scripts/toolchain.sh "$(rustup show active-toolchain | awk '{ print $1 }')" rustfmt clippy
 }
 
 smoke_binary() {
