@@ -48,7 +48,11 @@ cleanup() {
 trap cleanup EXIT
 
 step "podman-compose up -d pulse alert-log prometheus alertmanager ($(podman-compose version 2>/dev/null | head -n1))"
-compose up -d --no-build pulse alert-log prometheus alertmanager >"$(mktemp)" 2>&1
+compose_log="$(mktemp)"
+compose up -d --no-build pulse alert-log prometheus alertmanager >"$compose_log" 2>&1 || {
+  cat "$compose_log"
+  die "podman-compose up failed"
+}
 pulse_url="http://127.0.0.1:$PULSE_PORT"
 prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
 alertmanager_url="http://127.0.0.1:$ALERTMANAGER_PORT"
