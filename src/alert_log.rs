@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -17,29 +18,27 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::config::Config;
+use crate::server;
 
 /// SECURITY: the largest webhook body read; Alertmanager sends a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, with pulse's connection cap and
+/// header read timeout.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) {
     let mut shutdown = pin!(shutdown);
+    let permits = Arc::new(Semaphore::new(config.max_connections));
     loop {
-        let (stream, remote) = tokio::select! {
+        let (stream, remote, permit) = tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = server::accept(&listener, &permits) => accepted,
         };
         let header_read_timeout = config.header_read_timeout;
         tokio::spawn(async move {
+            let _slot = permit;
             let served = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_read_timeout)
@@ -103,18 +102,15 @@ pub fn log_alerts(receiver_path: &str, body: &[u8]) -> Result<usize, String> {
         .and_then(|r| r.as_str())
         .unwrap_or("-");
     for alert in alerts {
-        let label = |name: &str| {
+        // A label or annotation, `-` when the alert has none.
+        let field = |section: &str, name: &str| {
             alert
-                .pointer(&format!("/labels/{name}"))
+                .pointer(&format!("/{section}/{name}"))
                 .and_then(|v| v.as_str())
                 .unwrap_or("-")
         };
-        let annotation = |name: &str| {
-            alert
-                .pointer(&format!("/annotations/{name}"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("-")
-        };
+        let label = |name| field("labels", name);
+        let annotation = |name| field("annotations", name);
         let status = alert.get("status").and_then(|s| s.as_str()).unwrap_or("-");
         log::warn!(
             target: "pulse::alert",

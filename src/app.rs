@@ -2,7 +2,6 @@
 //! [`Config`], and [`App::handle`] answers one request. No socket is involved,
 //! so tests can drive it in-process; `server.rs` puts it on the network.
 
-use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -136,7 +135,7 @@ impl App {
                             request_id = exchange.request_id.to_str().unwrap_or("-"),
                             route = route.label();
                             "handler panicked ({}); answered 500",
-                            panic_message(&*panic)
+                            logging::panic_message(&*panic)
                         );
                         json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
                     }
@@ -301,14 +300,6 @@ impl Future for Handling {
             Handling::Delayed(future) => future.as_mut().poll(cx),
         }
     }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("no message")
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

@@ -45,8 +45,7 @@ pub fn version_line() -> String {
 
 pub fn help_text() -> String {
     let mut text = format!(
-        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert
-  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
+        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
         version_line()
     );
     for setting in SETTINGS {

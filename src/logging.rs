@@ -4,13 +4,14 @@
 //! platforms (Knative, Cloud Run, podman) collect logs. The JSON format is one
 //! object per line: `ts` (RFC 3339, UTC), `level`, `target`, `msg`, then the
 //! event's structured fields, such as the access log's `status` and
-//! `duration_ms`, as top-level keys with their JSON types.
+//! `duration_us`, as top-level keys with their JSON types.
 //!
 //! Lines are batched: they collect in a buffer that a background thread
 //! writes out every [`FLUSH_INTERVAL`] (or sooner when it fills), instead of
 //! one write system call per request. [`flush`] empties it, and the binary
 //! calls it before every exit, so no line is lost on shutdown.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
@@ -108,14 +109,18 @@ pub fn log_panics() {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .copied()
-            .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("(no message)");
+        let message = panic_message(info.payload());
         log::error!(target: "pulse::panic", location = location.as_str(); "panicked: {message}");
     }));
+}
+
+/// The text a panic was raised with, whether a literal or a formatted String.
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 thread_local! {
@@ -160,20 +165,20 @@ pub fn write_json(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<
 }
 
 fn with_line(out: &mut impl Write, build: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
-    LINE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut line) => {
-            line.clear();
-            build(&mut line);
-            line.push(b'\n');
-            out.write_all(&line)
-        }
-        // Only reachable if formatting a value logs in turn: use a fresh buffer.
-        Err(_) => {
-            let mut line = Vec::with_capacity(512);
-            build(&mut line);
-            line.push(b'\n');
-            out.write_all(&line)
-        }
+    LINE.with(|cell| {
+        let mut borrowed = cell.try_borrow_mut();
+        // Busy only if formatting a value logs in turn: then use a fresh buffer.
+        let mut fresh = Vec::new();
+        let line = match borrowed.as_deref_mut() {
+            Ok(line) => {
+                line.clear();
+                line
+            }
+            Err(_) => &mut fresh,
+        };
+        build(line);
+        line.push(b'\n');
+        out.write_all(line)
     })
 }
 

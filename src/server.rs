@@ -139,7 +139,7 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 
 /// Waits for a free connection slot, then for a connection. While all slots
 /// are taken, new connections wait in the kernel's accept queue.
-async fn accept(
+pub(crate) async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
 ) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
@@ -167,11 +167,6 @@ fn spawn_connection(
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
 ) {
-    // SECURITY: hyper's header read timeout starts only once it knows the
-    // protocol, and detecting the protocol waits for the client's first
-    // bytes. The watchdog below closes a connection that has not sent one
-    // complete request head within the header read timeout, whatever it is.
-    //
     // Small responses must not wait for Nagle's algorithm.
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY for {remote}: {e}");
@@ -181,8 +176,13 @@ fn spawn_connection(
     let open = app.metrics().track_connection();
     let watcher = graceful.watcher();
     let header_read_timeout = app.config().header_read_timeout;
-    // Resolves when the first request arrives, or errs when the connection
-    // (which owns the sender) ends: either way the watchdog can stop.
+    // SECURITY: hyper's header read timeout starts only once it knows the
+    // protocol, and detecting the protocol waits for the client's first
+    // bytes. The watchdog task below closes a connection that has not sent
+    // one complete request head within the header read timeout, whatever it
+    // is. This channel resolves when the first request arrives, or errs when
+    // the connection (which owns the sender) ends: either way the watchdog
+    // can stop.
     let (first_request, first_request_seen) = oneshot::channel::<()>();
     let service = {
         let saw_request = AtomicBool::new(false);
