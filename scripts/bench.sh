@@ -39,15 +39,10 @@ measure() {
   local name="$1" binary="$2"
   shift 2
   local port
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port="$(free_port)"
   env PORT="$port" HOST=127.0.0.1 "$@" taskset -c 0 "$binary" >/dev/null 2>&1 &
   server_pid=$!
-  local tries=0
-  until curl -sf -o /dev/null "http://127.0.0.1:$port/"; do
-    tries=$((tries + 1))
-    [ "$tries" -lt 200 ] || die "$name did not start"
-    sleep 0.05
-  done
+  wait_http "http://127.0.0.1:$port/" 10 || die "$name did not start"
   sleep 0.5
   local idle before after
   idle=$(rss_kib "$server_pid" VmRSS)

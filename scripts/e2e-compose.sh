@@ -69,11 +69,8 @@ step "scripts/smoke.sh against the container"
 scripts/smoke.sh "$pulse_url" 10
 
 step "Prometheus scrapes pulse: up{job=\"pulse\"} == 1"
-deadline=$((SECONDS + 60))
-until grep -q '"value":\[[^]]*,"1"\]' <<<"$(curl -s "$prometheus_url/api/v1/query" --data-urlencode 'query=up{job="pulse"} == 1')"; do
-  [ "$SECONDS" -lt "$deadline" ] || die "Prometheus never saw the pulse target up: $(curl -s "$prometheus_url/api/v1/targets")"
-  sleep 1
-done
+wait_pulse_scraped "$prometheus_url" 60 ||
+  die "Prometheus never saw the pulse target up: $(curl -s "$prometheus_url/api/v1/targets")"
 info "$(curl -s "$prometheus_url/api/v1/query" --data-urlencode 'query=up{job="pulse"}' | grep -o '"instance":"[^"]*"') is up"
 
 container="$(podman ps --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=pulse" --format '{{.Names}}')"

@@ -83,11 +83,7 @@ wait_http "$prometheus/-/ready" 30 || die "Prometheus is not ready"
 info "Prometheus $prometheus (rules: $(ls monitoring/prometheus/rules)), Alertmanager $alertmanager"
 
 step "the pulse target is up"
-deadline=$((SECONDS + 40))
-until has_data "$(query 'up{job="pulse"} == 1')"; do
-  [ "$SECONDS" -lt "$deadline" ] || die "pulse never came up in Prometheus"
-  sleep 1
-done
+wait_pulse_scraped "$prometheus" 40 || die "pulse never came up in Prometheus"
 info "up{job=\"pulse\"} == 1"
 
 step "mixed traffic for 20 s: /, /health, /status/500, /status/404, /delay/250"

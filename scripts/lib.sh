@@ -137,6 +137,17 @@ wait_http() {
   done
 }
 
+# wait_pulse_scraped PROMETHEUS_URL SECONDS waits until Prometheus reports
+# the pulse target up (`up{job="pulse"} == 1` has a result).
+wait_pulse_scraped() {
+  local deadline=$((SECONDS + $2)) answer
+  until answer="$(curl -s --max-time 5 "$1/api/v1/query" --data-urlencode 'query=up{job="pulse"} == 1')" &&
+    grep -q '"result":\[{' <<<"$answer"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 1
+  done
+}
+
 # check_locked_down CONTAINER checks, from /proc of its running process, that
 # it runs as uid 65532 with no capabilities, no privilege escalation and a
 # read-only root filesystem: what the runtime did, not what was asked.
