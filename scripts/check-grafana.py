@@ -5,6 +5,14 @@ Usage: scripts/check-grafana.py            check, print one line per check
        scripts/check-grafana.py --exprs    print every panel query as JSON lines
                                            ({"panel": ..., "expr": ...}) for
                                            scripts/e2e-monitoring.sh to run
+       scripts/check-grafana.py --live URL the same checks, then a running
+                                           Grafana through its HTTP API, with
+                                           GRAFANA_USER and GRAFANA_PASSWORD:
+                                           the login, every provisioned
+                                           datasource's health, every dashboard
+                                           by uid, and every panel query
+                                           returning data through /api/ds/query
+                                           (scripts/e2e-compose.sh upstream)
 
 Grafana cannot be installed here, so this parses every provisioning YAML and
 dashboard JSON and checks what Grafana would otherwise only report at run
@@ -12,11 +20,15 @@ time: unique uids, datasource references that resolve, the panels the
 dashboard promises, and queries that only name jobs that prometheus.yml
 scrapes and recording rules that exist. Exits 1 at the first problem.
 """
+import base64
 import glob
 import json
 import os
 import re
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import yaml
 
@@ -71,6 +83,7 @@ def panels_of(dashboard):
 def main():
     exprs_only = "--exprs" in sys.argv[1:]
     say = (lambda _: None) if exprs_only else ok
+    dashboards = []
 
     # Datasources: unique names and uids.
     datasources = {}
@@ -142,6 +155,7 @@ def main():
             if not uid or uid in dashboard_uids:
                 fail(f"{relative(path)}: dashboard uid {uid!r} is missing or not unique")
             dashboard_uids.add(uid)
+            dashboards.append({"uid": uid, "title": dashboard.get("title")})
             panel_ids = set()
             for panel in panels_of(dashboard):
                 title = panel.get("title", "")
@@ -165,7 +179,10 @@ def main():
                     for name in re.findall(r"\b[a-z_]+:[a-z_0-9]+:[a-z_0-9]+\b", expr):
                         if name not in recorded:
                             fail(f"panel {title!r}: {name} is not a recording rule")
-                    exprs.append({"dashboard": dashboard.get("title"), "panel": title, "expr": expr})
+                    if not expr.strip():
+                        fail(f"panel {title!r}: a target has no expr")
+                    exprs.append({"dashboard": dashboard.get("title"), "panel": title, "expr": expr,
+                                  "datasource": target["datasource"]})
             if dashboard.get("title") == "pulse overview":
                 found_overview = True
                 titles = [p.get("title", "").lower() for p in panels_of(dashboard)]
@@ -176,12 +193,82 @@ def main():
                 say(f"'pulse overview': {len(panel_ids)} panels, all {len(REQUIRED_PANELS)} required ones, {uses_rules} queries on recording rules")
     if not found_overview:
         fail("no dashboard titled 'pulse overview'")
+    if not exprs:
+        fail("no panel query was read: the dashboards hold no targets")
     say(f"{len(dashboard_uids)} dashboard(s): uids unique, every datasource reference resolves")
     say(f"{len(exprs)} queries name only jobs from prometheus.yml and existing recording rules")
 
     if exprs_only:
         for expr in exprs:
             print(json.dumps(expr))
+    if "--live" in sys.argv[1:]:
+        url = sys.argv[sys.argv.index("--live") + 1].rstrip("/")
+        live(url, sorted(datasources), dashboards, exprs)
+
+
+def live(url, datasource_uids, dashboards, exprs, deadline_seconds=180):
+    """Checks a running Grafana: login, datasources, dashboards, every query."""
+    user, password = os.environ.get("GRAFANA_USER", "admin"), os.environ.get("GRAFANA_PASSWORD", "")
+    if not password:
+        fail("--live needs GRAFANA_PASSWORD")
+    authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def call(path, body=None):
+        request = urllib.request.Request(
+            url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": authorization, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError) as e:
+            return 0, str(e)
+
+    status, body = call("/api/user")
+    if status != 200 or body.get("login") != user:
+        fail(f"Grafana at {url}: login as {user} failed: {status} {body}")
+    ok(f"Grafana at {url}: logged in as {user}")
+    for uid in datasource_uids:
+        status, body = call(f"/api/datasources/uid/{uid}/health")
+        if status != 200 or not isinstance(body, dict) or body.get("status") != "OK":
+            fail(f"datasource {uid}: health check failed: {status} {body}")
+        ok(f"datasource {uid}: {body.get('message', 'OK')}")
+    for dashboard in dashboards:
+        status, body = call(f"/api/dashboards/uid/{dashboard['uid']}")
+        if status != 200 or body.get("dashboard", {}).get("title") != dashboard["title"]:
+            fail(f"dashboard uid {dashboard['uid']} ({dashboard['title']!r}) is not served: {status} {body}")
+        ok(f"dashboard {dashboard['title']!r} found by uid {dashboard['uid']}")
+
+    # The queries go through Grafana's datasource proxy, as the panels' do.
+    # Rate windows need a few scrapes, so each query is retried until a
+    # shared deadline.
+    deadline = time.monotonic() + deadline_seconds
+    answered = 0
+    for expr in exprs:
+        query = {
+            "from": "now-15m",
+            "to": "now",
+            "queries": [{"refId": "A", "datasource": expr["datasource"], "expr": expr["expr"],
+                         "range": True, "intervalMs": 10000, "maxDataPoints": 100}],
+        }
+        while True:
+            status, body = call("/api/ds/query", query)
+            result = body.get("results", {}).get("A", {}) if isinstance(body, dict) else {}
+            points = sum(len(frame.get("data", {}).get("values", [[]])[0] or [])
+                         for frame in result.get("frames", []) if frame.get("data", {}).get("values"))
+            if status == 200 and not result.get("error") and points > 0:
+                break
+            if time.monotonic() > deadline:
+                fail(f"panel {expr['panel']!r}: no data through /api/ds/query for {expr['expr']}: {status} {body}")
+            time.sleep(3)
+        answered += 1
+        ok(f"panel {expr['panel']!r}: {points} points for {expr['expr']}")
+    if answered != len(exprs) or answered == 0:
+        fail(f"{answered} of {len(exprs)} panel queries answered")
+    ok(f"all {answered} panel queries return data through Grafana")
 
 
 if __name__ == "__main__":

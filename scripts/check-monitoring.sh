@@ -54,3 +54,37 @@ done
 
 step "Grafana provisioning and dashboards"
 python3 scripts/check-grafana.py
+
+step "Grafana's entrypoint: the admin password, generated once and kept"
+# The upstream image's /bin/sh is busybox's; the real /run.sh is replaced by
+# one that prints the password Grafana would be started with.
+apt_install busybox-static
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cat >"$work/run.sh" <<'RUN'
+#!/bin/sh
+echo "run.sh started with password=${GF_SECURITY_ADMIN_PASSWORD:-}"
+RUN
+chmod +x "$work/run.sh"
+entrypoint() {
+  env -i PATH=/usr/bin:/bin GF_PATHS_DATA="$work/data" PULSE_GRAFANA_RUN="$work/run.sh" "$@" \
+    busybox sh monitoring/grafana/entrypoint.sh
+}
+mkdir -p "$work/data"
+first="$(entrypoint)"
+password="$(sed -n 's/^run.sh started with password=//p' <<<"$first")"
+[ "${#password}" -eq 36 ] || die "the first start did not generate a 36-character password: $first"
+grep -qF "generated admin password: $password" <<<"$first" || die "the first start did not print the password: $first"
+[ "$(stat -c %a "$work/data/pulse-admin-password")" = 600 ] || die "the kept password is not mode 600"
+info "first start: a new password, printed once, kept with mode 600"
+touch "$work/data/grafana.db" # what Grafana creates on its first start
+second="$(entrypoint)"
+grep -qxF "run.sh started with password=$password" <<<"$second" || die "a restart changed the password: $second"
+! grep -qF "$password" <<<"$(grep -v '^run.sh' <<<"$second")" || die "a restart printed the password again: $second"
+info "restart: the same password, and the log says where it is, not what it is"
+rm "$work/data/pulse-admin-password"
+grep -q 'reset-admin-password' <<<"$(entrypoint)" || die "a database without a kept password gives no reset hint"
+info "a database created otherwise: the log says how to reset the password"
+grep -qxF "run.sh started with password=chosen-by-user" <<<"$(entrypoint GF_SECURITY_ADMIN_PASSWORD=chosen-by-user)" ||
+  die "GRAFANA_ADMIN_PASSWORD is not passed on"
+info "GRAFANA_ADMIN_PASSWORD is used as given"

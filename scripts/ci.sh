@@ -14,25 +14,41 @@ cd "$REPO_ROOT"
 
 passed=0
 declare -a timings=()
+# Checks that cannot run on this machine write a line here (lib.sh's skip);
+# the summary lists them and counts them.
+PULSE_SKIPS_FILE="$(mktemp)"
+export PULSE_SKIPS_FILE
 
-# stage NAME COMMAND... runs one stage and records its duration.
+# stage NAME COMMAND... runs one stage and records its duration. The stage
+# runs in a subshell with errexit on: called as `if ! "$@"`, bash would
+# ignore `set -e` inside it, and a failing command in the middle of a stage
+# would not fail the stage.
 stage() {
   local name="$1"
   shift
-  local started=$SECONDS
+  local started=$SECONDS code
   step "[$((passed + 1))] $name"
-  if ! "$@"; then
-    printf '\nci: stage "%s" failed after %ss\n' "$name" "$((SECONDS - started))"
-    printf 'ci: %s passed, 1 failed\n' "$passed"
+  set +e
+  (
+    set -e
+    "$@"
+  )
+  code=$?
+  set -e
+  if [ "$code" -ne 0 ]; then
+    printf '\nci: stage "%s" failed (exit %s) after %ss\n' "$name" "$code" "$((SECONDS - started))"
+    printf 'ci: %s passed, 1 failed, %s skipped\n' "$passed" "$(skipped_count)"
     exit 1
   fi
   passed=$((passed + 1))
-  timings+=("$(printf '%-44s %4ss' "$name" "$((SECONDS - started))")")
+  timings+=("$(printf '%-50s %4ss' "$name" "$((SECONDS - started))")")
 }
+skipped_count() { wc -l <"$PULSE_SKIPS_FILE" | tr -d ' '; }
 
 install_prerequisites() {
   apt_install curl ca-certificates file git python3-pip python3-yaml prometheus prometheus-alertmanager \
-    podman runc slirp4netns uidmap busybox-static qemu-user-static shellcheck
+    busybox-static qemu-user-static shellcheck debootstrap
+  podman_install
   need_python_yaml
   rust_target x86_64-unknown-linux-musl
   rust_target aarch64-unknown-linux-musl
@@ -50,31 +66,51 @@ smoke_binary() {
 }
 
 image() {
-  PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build-image.sh amd64 localhost/pulse:dev &&
-    PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build-image.sh arm64 localhost/pulse:arm64 &&
-    scripts/image-smoke.sh localhost/pulse:dev &&
-    scripts/scan-image.sh localhost/pulse:dev
+  PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build-image.sh amd64 localhost/pulse:dev
+  PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build-image.sh arm64 localhost/pulse:arm64
+  scripts/image-smoke.sh localhost/pulse:dev
+  scripts/scan-image.sh localhost/pulse:dev
 }
 
 release_dry_run() {
-  scripts/sbom.sh &&
-    scripts/checksums.sh &&
-    scripts/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
-      "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+  scripts/sbom.sh
+  scripts/checksums.sh
+  scripts/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
+    "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 }
 
 # cargo-deny and cargo-cyclonedx take minutes to compile on a fresh machine.
 # Compiling them in the background while the end-to-end tests mostly wait
-# keeps the whole run well inside its time budget.
+# keeps the whole run well inside its time budget. The job gets a process
+# group of its own (set -m), so a failed run ends it with every cargo and
+# rustc under it instead of leaving them running.
 tools_log="$(mktemp)"
+tools_pid=""
 install_cargo_tools_in_background() {
   if command -v cargo-deny >/dev/null && command -v cargo-cyclonedx >/dev/null; then
     return 0
   fi
   info "compiling cargo-deny and cargo-cyclonedx in the background (log: $tools_log)"
-  (cargo_tool cargo-deny cargo-deny && cargo_tool cargo-cyclonedx cargo-cyclonedx) >"$tools_log" 2>&1 &
+  set -m
+  (
+    set -e
+    cargo_tool cargo-deny cargo-deny
+    cargo_tool cargo-cyclonedx cargo-cyclonedx
+  ) </dev/null >"$tools_log" 2>&1 &
   tools_pid=$!
+  set +m
 }
+stop_background_work() {
+  if [ -n "$tools_pid" ] && kill -0 "$tools_pid" 2>/dev/null; then
+    info "stopping the background compile of the cargo tools"
+    kill -TERM -- "-$tools_pid" 2>/dev/null || true
+    wait "$tools_pid" 2>/dev/null || true
+  fi
+  rm -f "$PULSE_SKIPS_FILE" "$tools_log"
+}
+trap stop_background_work EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 wait_for_cargo_tools() {
   [ -n "${tools_pid:-}" ] || return 0
   info "waiting for the cargo tools to finish compiling"
@@ -86,6 +122,7 @@ wait_for_cargo_tools() {
 }
 
 stage "install prerequisites" install_prerequisites
+stage "preflight: podman, name resolution, pods, qemu" scripts/preflight.sh
 stage "lint: cargo fmt, clippy -D warnings" scripts/lint.sh
 stage "test: cargo test --locked" scripts/test.sh
 install_cargo_tools_in_background
@@ -94,7 +131,8 @@ stage "build: static aarch64 musl binary + qemu smoke" scripts/smoke-arm64.sh
 stage "metrics: promtool check metrics" scripts/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
 stage "image: build amd64+arm64, smoke, scan" image
-stage "compose e2e (podman)" scripts/e2e-compose.sh
+stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build-image-from-source.sh standin
+stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e-compose.sh standin
 stage "monitoring: promtool, amtool, Grafana files" scripts/check-monitoring.sh
 stage "monitoring e2e (alert end to end)" scripts/e2e-monitoring.sh
 stage "deploy: kustomize, schemas, checkov" scripts/check-deploy.sh
@@ -102,8 +140,12 @@ stage "deploy e2e (podman kube play)" scripts/e2e-kube.sh
 wait_for_cargo_tools
 stage "security: cargo deny" scripts/deny.sh
 stage "release dry run: SBOM, checksums, manifest" release_dry_run
-stage "hygiene: shellcheck, hadolint, actionlint, yamllint" scripts/lint-repo.sh
+stage "hygiene: shellcheck, hadolint, actionlint, yamllint, zizmor" scripts/lint-repo.sh
 
-step "summary"
+step "summary ($((SECONDS / 60)) min $((SECONDS % 60)) s)"
 printf '    %s\n' "${timings[@]}"
-printf 'ci: %s passed, 0 failed\n' "$passed"
+if [ "$(skipped_count)" -gt 0 ]; then
+  step "skipped here (each runs in GitHub Actions, where a skip fails the job)"
+  sed 's/^/    /' "$PULSE_SKIPS_FILE"
+fi
+printf 'ci: %s passed, 0 failed, %s skipped\n' "$passed" "$(skipped_count)"

@@ -6,8 +6,8 @@
 # Advisories need the RustSec database. In GitHub Actions cargo-deny fetches
 # the live one. Elsewhere, the offline snapshot in ../shared/rustsec-advisory-db
 # is used when present (its age is printed), or PULSE_LIVE_ADVISORIES=1
-# fetches the live one; without either, the advisories check is reported as
-# SKIPPED with the reason, never passed silently.
+# fetches the live one. Whatever is not checked against the live database is
+# recorded as skipped (lib.sh's skip), with the reason.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -44,7 +44,7 @@ elif [ -d "$snapshot" ]; then
   cargo fetch --locked --quiet
   cargo deny --offline --log-level error --config "$work/deny.toml" check advisories
   info "advisories: no findings in the snapshot of 2026-08-21 (months old: newer advisories are not covered)"
+  skip "live RustSec advisories" "checked against the offline snapshot of 2026-08-21 instead; GitHub Actions checks the live database"
 else
-  info "SKIPPED advisories: no network access to the RustSec database here and no snapshot at $snapshot;"
-  info "        run PULSE_LIVE_ADVISORIES=1 scripts/deny.sh where the network allows"
+  skip "RustSec advisories" "no network access to the database here and no snapshot at $snapshot; run PULSE_LIVE_ADVISORIES=1 scripts/deny.sh where the network allows"
 fi

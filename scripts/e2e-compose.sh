@@ -1,32 +1,57 @@
 #!/usr/bin/env bash
 # End-to-end test of compose.yaml with podman-compose, on this machine.
 #
-# Usage: scripts/e2e-compose.sh
-# Builds the pulse image from a cargo-built binary and local stand-ins for
-# Prometheus and Alertmanager (no registry is reachable here), starts pulse,
-# the alert log, Prometheus and Alertmanager from the unchanged compose.yaml,
-# and checks them from the host through ports published on 127.0.0.1.
-# Grafana has no image here; scripts/check-grafana.sh checks its files.
+# Usage: scripts/e2e-compose.sh upstream|standin
+#   upstream  the images compose.yaml pins: Prometheus, Alertmanager, Grafana
+#             and the Rust builder are pulled (GitHub Actions, your machine)
+#   standin   local stand-ins built here (scripts/build-standins.sh) replace
+#             them, for machines with no registry; Grafana has no stand-in
+#             and is left out, which is recorded as a skip
+# Either way pulse is built from source by `podman-compose build pulse` (the
+# Containerfile's bin stage, the path `podman compose up` takes), and the
+# stack runs from the unchanged compose.yaml, checked from the host through
+# ports published on 127.0.0.1. In upstream mode Grafana is checked through
+# its HTTP API: login with the generated admin password (also after a
+# restart), datasource health, the dashboard by uid, and every panel query
+# returning data.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 started=$SECONDS
 
+mode="${1:-}"
 project="pulse-e2e-$$"
-export PULSE_IMAGE=localhost/pulse:dev
-export PROMETHEUS_IMAGE=localhost/standin/prometheus:debian
-export ALERTMANAGER_IMAGE=localhost/standin/alertmanager:debian
-
-step "building images"
-scripts/build-image.sh amd64 "$PULSE_IMAGE"
-scripts/build-standins.sh
-podman_setup "$PULSE_IMAGE"
+export PULSE_IMAGE=localhost/pulse:compose-e2e
+# The commit goes in as a build argument, as scripts/build-image*.sh pass it,
+# so the build reuses their cached layers.
+PULSE_REVISION="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+export PULSE_REVISION
+# Fault injection gives the error-ratio and error-budget queries 5xx to count.
+export PULSE_FAULT_INJECTION=true
+services=(pulse alert-log prometheus alertmanager)
+case "$mode" in
+  upstream)
+    services+=(grafana)
+    info "mode upstream: the pinned images of compose.yaml, Grafana included"
+    ;;
+  standin)
+    info "mode standin: local stand-ins for Prometheus, Alertmanager and the Rust builder; no Grafana"
+    skip "compose with the upstream images and Grafana" "no registry here; scripts/e2e-compose.sh upstream runs them in GitHub Actions"
+    scripts/build-standins.sh prometheus alertmanager rust
+    export PROMETHEUS_IMAGE=localhost/standin/prometheus:debian
+    export ALERTMANAGER_IMAGE=localhost/standin/alertmanager:debian
+    ;;
+  *) die "usage: scripts/e2e-compose.sh upstream|standin" ;;
+esac
+podman_install
+need_python_yaml
 
 PULSE_PORT="$(free_port)"
 PROMETHEUS_PORT="$(free_port)"
 ALERTMANAGER_PORT="$(free_port)"
-export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT
+GRAFANA_PORT="$(free_port)"
+export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT
 compose() { podman-compose -p "$project" -f compose.yaml "$@"; }
 
 cleanup() {
@@ -47,9 +72,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-step "podman-compose up -d pulse alert-log prometheus alertmanager ($(podman-compose version 2>/dev/null | head -n1))"
+step "podman-compose build pulse (from source: the Containerfile's bin stage in $(builder_image))"
 compose_log="$(mktemp)"
-compose up -d --no-build pulse alert-log prometheus alertmanager >"$compose_log" 2>&1 || {
+build_started=$SECONDS
+compose build --build-arg "REVISION=$PULSE_REVISION" pulse >"$compose_log" 2>&1 || {
+  tail -n 40 "$compose_log"
+  die "podman-compose build pulse failed"
+}
+info "$PULSE_IMAGE built in $((SECONDS - build_started))s"
+podman_setup "$PULSE_IMAGE"
+
+step "podman-compose up -d ${services[*]} ($(podman-compose version 2>/dev/null | head -n1))"
+compose up -d --no-build "${services[@]}" >"$compose_log" 2>&1 || {
   cat "$compose_log"
   die "podman-compose up failed"
 }
@@ -88,6 +122,31 @@ info "pulse_memory_limit_bytes reports the same limit"
 step "podman healthcheck run $container"
 podman healthcheck run "$container" 2>/dev/null || die "the healthcheck failed"
 info "healthy"
+
+if [ "$mode" = upstream ]; then
+  grafana_url="http://127.0.0.1:$GRAFANA_PORT"
+  grafana="$(podman ps --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=grafana" --format '{{.Names}}')"
+  step "Grafana ($grafana) through its HTTP API"
+  wait_http "$grafana_url/api/health" 120 || die "Grafana is not healthy at $grafana_url"
+  password="$(podman logs "$grafana" 2>&1 | sed -n 's/.*generated admin password: \([0-9a-f]*\) .*/\1/p' | head -n1)"
+  [ -n "$password" ] || die "Grafana's log has no generated admin password"
+  info "the generated admin password is in the log once"
+  for round in $(seq 1 30); do
+    curl -s -o /dev/null --max-time 5 "$pulse_url/" "$pulse_url/health" "$pulse_url/status/500" "$pulse_url/delay/50"
+    [ $((round % 10)) -eq 0 ] && info "$((round * 4)) requests of light load sent"
+    sleep 0.5
+  done
+  GRAFANA_PASSWORD="$password" python3 scripts/check-grafana.py --live "$grafana_url"
+
+  step "Grafana restarted: the same admin password still logs in"
+  podman restart "$grafana" >/dev/null
+  wait_http "$grafana_url/api/health" 120 || die "Grafana is not healthy after a restart"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$password" "$grafana_url/api/user")" = 200 ] ||
+    die "the admin password printed on the first start no longer works after a restart"
+  [ "$(podman logs "$grafana" 2>&1 | grep -c 'generated admin password')" -eq 1 ] ||
+    die "a restart printed a new generated password"
+  info "login works; the password was printed once"
+fi
 
 step "podman stop ends pulse gracefully within its grace period (10 s)"
 stop_started=$SECONDS

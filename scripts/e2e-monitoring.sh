@@ -121,7 +121,18 @@ while IFS= read -r line; do
   panels=$((panels + 1))
   info "$panel: $expr"
 done < <(scripts/check-grafana.py --exprs)
-info "$panels queries returned data"
+# Counted from the dashboard files themselves, so a parser that reads too
+# few queries (or none) cannot pass.
+targets="$(python3 -c 'import glob, json, sys
+def panels(p):
+    for panel in p.get("panels", []):
+        yield panel
+        yield from panels(panel)
+print(sum(len(panel.get("targets", [])) for path in glob.glob(sys.argv[1])
+          for panel in panels(json.load(open(path)))))' 'monitoring/grafana/dashboards/*.json')"
+[ "$targets" -gt 0 ] || die "the dashboards hold no panel targets"
+[ "$panels" -eq "$targets" ] || die "$panels queries ran, but the dashboards hold $targets panel targets"
+info "$panels queries returned data: every one of the dashboards' $targets panel targets"
 
 step "stopping pulse: PulseDown must reach the alert log through Alertmanager (for: 1m)"
 stop_pulse || true

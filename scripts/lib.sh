@@ -12,6 +12,20 @@ die() {
   exit 1
 }
 
+# skip CHECK REASON records a check that cannot run on this machine. It is
+# printed, and scripts/ci.sh lists it in its summary (through
+# PULSE_SKIPS_FILE). Under GitHub Actions every check can run, so a skip
+# there is a failure: nothing passes there by checking nothing.
+skip() {
+  if [ "${GITHUB_ACTIONS:-}" = true ]; then
+    die "$1 was about to be skipped, which GitHub Actions does not allow: $2"
+  fi
+  printf '    SKIPPED %s: %s\n' "$1" "$2"
+  if [ -n "${PULSE_SKIPS_FILE:-}" ]; then
+    printf '%s: %s\n' "$1" "$2" >>"$PULSE_SKIPS_FILE"
+  fi
+}
+
 # apt_install PACKAGE... installs the packages that are not installed yet.
 apt_install() {
   local missing=()
@@ -107,19 +121,36 @@ stop_pulse() {
   return "$code"
 }
 
-# podman_setup TEST_IMAGE installs podman and podman-compose when missing, and
-# uses the sandbox's containers.conf only where a container cannot start with
-# podman's defaults (this repo's CI machines: no crun, low ulimits).
-podman_setup() {
-  apt_install podman runc slirp4netns uidmap
+# podman_install installs podman, podman-compose and what podman needs to
+# run compose.yaml and `podman kube play`:
+# - the dnsname CNI plugin where podman's network backend is CNI (podman 4.3
+#   on Debian 12): without it containers cannot resolve each other by name;
+#   netavark (newer podman, GitHub's runners) resolves names itself;
+# - catatonit, the pause process of the infra container kube play creates.
+podman_install() {
+  apt_install podman runc slirp4netns uidmap catatonit
+  if [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = cni ]; then
+    apt_install golang-github-containernetworking-plugin-dnsname
+  fi
   if ! podman-compose version 2>/dev/null | grep -Eq 'podman-compose version 1\.([1-9]|[1-9][0-9])'; then
     # Debian's podman-compose 1.0.3 mangles CMD healthchecks and leaves networks behind.
     pip_install 'podman-compose>=1.1'
   fi
-  if [ -z "${CONTAINERS_CONF:-}" ] && ! podman run --rm "$1" --version >/dev/null 2>&1; then
+}
+
+# podman_setup TEST_IMAGE [ARG...] installs podman (podman_install) and uses
+# this build machine's containers.conf only where `podman run TEST_IMAGE ARG...`
+# (default ARG: --version) fails with podman's defaults (this repo's CI
+# machines: no crun, low ulimits).
+podman_setup() {
+  local image="$1"
+  shift
+  [ "$#" -gt 0 ] || set -- --version
+  podman_install
+  if [ -z "${CONTAINERS_CONF:-}" ] && ! podman run --rm "$image" "$@" >/dev/null 2>&1; then
     export CONTAINERS_CONF="$REPO_ROOT/scripts/podman/containers.conf"
     info "containers do not start with podman's defaults here; using $CONTAINERS_CONF"
-    podman run --rm "$1" --version >/dev/null || die "podman cannot start a container, even with $CONTAINERS_CONF"
+    podman run --rm "$image" "$@" >/dev/null || die "podman cannot start a container, even with $CONTAINERS_CONF"
   fi
 }
 
@@ -169,4 +200,9 @@ check_locked_down() {
   root_options="$(awk '$5 == "/" { print $6 }' "/proc/$pid/mountinfo" | head -n1)"
   [[ "$root_options" == ro* ]] || die "$1 has its root filesystem mounted '$root_options', expected read-only"
   info "read-only root filesystem ($root_options)"
+}
+
+# builder_image prints the Rust image the Containerfile's `bin` stage builds in.
+builder_image() {
+  sed -n 's/^FROM .* \([^ ]*rust:[^ ]*\) AS bin$/\1/p' "$REPO_ROOT/Containerfile"
 }
