@@ -56,22 +56,53 @@ for endpoint in monitor["spec"]["endpoints"]:
     assert endpoint["path"] == "/metrics"
 assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
 print("    ServiceMonitor: selects the pulse Service, scrapes its named port at /metrics")
+# The selecting label is set in one place, the overlay's patch; a Prometheus
+# that selects by it (kube-prometheus-stack: its release label) silently
+# ignores objects without it.
+overlay = yaml.safe_load(open("deploy/overlays/prometheus-operator/kustomization.yaml"))
+selecting = {}
+for patch in overlay.get("patches", []):
+    if patch.get("target", {}).get("group") == "monitoring.coreos.com":
+        selecting.update(yaml.safe_load(patch["patch"]).get("metadata", {}).get("labels", {}))
+assert selecting, "deploy/overlays/prometheus-operator sets no selecting label on the monitoring.coreos.com objects"
+for kind in ("ServiceMonitor", "PrometheusRule"):
+    labels = crds[kind]["metadata"].get("labels", {})
+    for name, value in selecting.items():
+        assert labels.get(name) == value, f"the rendered {kind} lacks the selecting label {name}={value}"
+print(f"    ServiceMonitor and PrometheusRule carry the selecting label {selecting}")
 yaml.safe_dump({"groups": rule["spec"]["groups"]}, open(sys.argv[3], "w"), sort_keys=False)
 PY
 promtool check rules "$work/rules.yml" | sed 's/^/    /'
 info "PrometheusRule: its groups pass promtool check rules"
 scripts/gen-prometheusrule.sh --check
 
-step "deploy/knative/service.yaml"
+step "deploy/knative: only fields a default Knative install accepts"
+kubectl kustomize deploy/knative >"$work/knative.yaml"
+python3 scripts/check-knative.py "$work/knative.yaml"
+python3 - "$work/knative.yaml" <<'PY'
+import sys
+import yaml
+
+objects = {o["kind"]: o for o in yaml.safe_load_all(open(sys.argv[1])) if o}
+service = objects["Service"]
+namespace = service["metadata"]["namespace"]
+account = service["spec"]["template"]["spec"]["serviceAccountName"]
+assert objects.get("Namespace", {}).get("metadata", {}).get("name") == namespace, f"kubectl apply -k deploy/knative does not create namespace {namespace}"
+sa = objects.get("ServiceAccount", {}).get("metadata", {})
+assert (sa.get("name"), sa.get("namespace")) == (account, namespace), f"kubectl apply -k deploy/knative does not create ServiceAccount {namespace}/{account}"
+print(f"    kubectl apply -k deploy/knative creates namespace {namespace} and ServiceAccount {account} with the Service")
+PY
+
+step "deploy/knative: the pod spec, strictly"
 # Knative's RevisionSpec is a PodSpec plus containerConcurrency and
 # timeoutSeconds, and lets probes omit the port. Validate the PodSpec part
 # strictly as a Pod; the Knative-only fields are checked by hand below.
-python3 - deploy/knative/service.yaml "$work/knative-pod.yaml" <<'PY'
+python3 - "$work/knative.yaml" "$work/knative-pod.yaml" <<'PY'
 import copy
 import sys
 import yaml
 
-service = yaml.safe_load(open(sys.argv[1]))
+service = next(o for o in yaml.safe_load_all(open(sys.argv[1])) if o and o["kind"] == "Service")
 assert service["apiVersion"] == "serving.knative.dev/v1" and service["kind"] == "Service"
 template = service["spec"]["template"]
 annotations = template["metadata"]["annotations"]
@@ -94,13 +125,26 @@ kubernetes-validate --strict --quiet -k "$kubernetes_version" "$work/knative-pod
 info "its pod spec passes strict validation as a Pod"
 info "not validated: the Knative CRD schema itself (no Knative schema is bundled offline)"
 
-step "grace period covers the drain"
+step "replicas, HPA, PDB and rollout agree; the grace period covers the drain"
 python3 - "$work/base.yaml" <<'PY'
 import re
 import sys
 import yaml
 
-deployment = next(o for o in yaml.safe_load_all(open(sys.argv[1])) if o and o["kind"] == "Deployment")
+objects = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
+deployment = next(o for o in objects if o["kind"] == "Deployment")
+hpa = next(o for o in objects if o["kind"] == "HorizontalPodAutoscaler")
+pdb = next(o for o in objects if o["kind"] == "PodDisruptionBudget")
+assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+# The HPA owns the count: spec.replicas would reset it on every apply.
+assert "replicas" not in deployment["spec"], "the Deployment sets replicas, which an HPA owns: every kubectl apply resets the HPA's choice"
+minimum = hpa["spec"]["minReplicas"]
+assert minimum >= 2, f"minReplicas {minimum}: one pod is no redundancy"
+# At the HPA's minimum a node drain may still evict one pod, and one keeps serving.
+assert "minAvailable" in pdb["spec"], "the check expects a minAvailable PDB"
+assert 1 <= pdb["spec"]["minAvailable"] < minimum, f"PDB minAvailable {pdb['spec']['minAvailable']} must be at least 1 and below minReplicas {minimum}, or drains block"
+assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items(), "the PDB does not select the pods"
+print(f"    no replicas in the Deployment; HPA minReplicas {minimum}; PDB minAvailable {pdb['spec']['minAvailable']} lets a drain evict one pod at the minimum")
 pod = deployment["spec"]["template"]["spec"]
 env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
 seconds = lambda v: int(re.fullmatch(r"(\d+)s?", v).group(1))

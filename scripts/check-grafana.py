@@ -227,25 +227,40 @@ def live(url, datasource_uids, dashboards, exprs, deadline_seconds=180):
         except (urllib.error.URLError, OSError) as e:
             return 0, str(e)
 
-    status, body = call("/api/user")
-    if status != 200 or body.get("login") != user:
-        fail(f"Grafana at {url}: login as {user} failed: {status} {body}")
+    # Grafana answers /api/health before provisioning has finished, and rate
+    # windows need a few scrapes: every check is retried until one deadline.
+    deadline = time.monotonic() + deadline_seconds
+
+    def until(what, check):
+        while True:
+            status, body = check()
+            if status is True:
+                return body
+            if time.monotonic() > deadline:
+                fail(f"{what}: {status} {body}")
+            time.sleep(3)
+
+    def login():
+        status, body = call("/api/user")
+        return (status == 200 and isinstance(body, dict) and body.get("login") == user) or status, body
+
+    until(f"Grafana at {url}: login as {user}", login)
     ok(f"Grafana at {url}: logged in as {user}")
     for uid in datasource_uids:
-        status, body = call(f"/api/datasources/uid/{uid}/health")
-        if status != 200 or not isinstance(body, dict) or body.get("status") != "OK":
-            fail(f"datasource {uid}: health check failed: {status} {body}")
+        def health(uid=uid):
+            status, body = call(f"/api/datasources/uid/{uid}/health")
+            return (status == 200 and isinstance(body, dict) and body.get("status") == "OK") or status, body
+        body = until(f"datasource {uid}: health check", health)
         ok(f"datasource {uid}: {body.get('message', 'OK')}")
     for dashboard in dashboards:
-        status, body = call(f"/api/dashboards/uid/{dashboard['uid']}")
-        if status != 200 or body.get("dashboard", {}).get("title") != dashboard["title"]:
-            fail(f"dashboard uid {dashboard['uid']} ({dashboard['title']!r}) is not served: {status} {body}")
+        def served(dashboard=dashboard):
+            status, body = call(f"/api/dashboards/uid/{dashboard['uid']}")
+            title = body.get("dashboard", {}).get("title") if isinstance(body, dict) else None
+            return (status == 200 and title == dashboard["title"]) or status, body
+        until(f"dashboard uid {dashboard['uid']} ({dashboard['title']!r})", served)
         ok(f"dashboard {dashboard['title']!r} found by uid {dashboard['uid']}")
 
     # The queries go through Grafana's datasource proxy, as the panels' do.
-    # Rate windows need a few scrapes, so each query is retried until a
-    # shared deadline.
-    deadline = time.monotonic() + deadline_seconds
     answered = 0
     for expr in exprs:
         query = {

@@ -88,3 +88,44 @@ info "a database created otherwise: the log says how to reset the password"
 grep -qxF "run.sh started with password=chosen-by-user" <<<"$(entrypoint GF_SECURITY_ADMIN_PASSWORD=chosen-by-user)" ||
   die "GRAFANA_ADMIN_PASSWORD is not passed on"
 info "GRAFANA_ADMIN_PASSWORD is used as given"
+
+step "Prometheus in compose keeps every window the rules and the dashboard query"
+python3 - <<'PY'
+import glob
+import json
+import re
+import sys
+
+import yaml
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+seconds = lambda text: sum(int(n) * UNITS[u] for n, u in re.findall(r"(\d+)([smhdwy])", text))
+command = yaml.safe_load(open("compose.yaml"))["services"]["prometheus"]["command"]
+flags = dict(arg.split("=", 1) for arg in command if "=" in arg)
+retention = flags.get("--storage.tsdb.retention.time")
+if not retention or "--storage.tsdb.retention.size" not in flags:
+    sys.exit("compose.yaml: Prometheus needs both --storage.tsdb.retention.time and --storage.tsdb.retention.size")
+queries = []
+for path in glob.glob("monitoring/prometheus/rules/*.yml"):
+    for group in yaml.safe_load(open(path))["groups"]:
+        queries += [(path, rule.get("record") or rule.get("alert"), rule["expr"]) for rule in group["rules"]]
+def panels(node):
+    for panel in node.get("panels", []):
+        yield panel
+        yield from panels(panel)
+for path in glob.glob("monitoring/grafana/dashboards/*.json"):
+    for panel in panels(json.load(open(path))):
+        queries += [(path, panel.get("title"), t.get("expr", "")) for t in panel.get("targets", [])]
+windows = [(seconds(w), w, where, name) for where, name, expr in queries for w in re.findall(r"\[(\d+[smhdwy])\]", expr)]
+if not windows:
+    sys.exit("no range window found in the rules or the dashboards: the check read nothing")
+longest = max(windows)
+if longest[0] > seconds(retention):
+    sys.exit(f"{longest[2]}: {longest[3]!r} queries [{longest[1]}], but compose keeps only {retention}")
+print(f"    retention {retention} (bounded by {flags['--storage.tsdb.retention.size']}) covers the longest window, [{longest[1]}] in {longest[3]!r}")
+PY
+
+step "an alert fires when the pulse target is absent, not only when it is down"
+grep -Eq 'expr: +absent(_over_time)?\(up\{job="pulse"\}' monitoring/prometheus/rules/*.yml ||
+  die "no alert on absent(up{job=\"pulse\"}): with no target at all, up == 0 never fires"
+info "PulseAbsent: absent(up{job=\"pulse\"}) (promtool tests above cover firing and silence)"

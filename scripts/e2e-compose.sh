@@ -132,7 +132,9 @@ if [ "$mode" = upstream ]; then
   [ -n "$password" ] || die "Grafana's log has no generated admin password"
   info "the generated admin password is in the log once"
   for round in $(seq 1 30); do
-    curl -s -o /dev/null --max-time 5 "$pulse_url/" "$pulse_url/health" "$pulse_url/status/500" "$pulse_url/delay/50"
+    for path in / /health /status/500 /delay/50; do
+      curl -s -o /dev/null --max-time 5 "$pulse_url$path" || true
+    done
     [ $((round % 10)) -eq 0 ] && info "$((round * 4)) requests of light load sent"
     sleep 0.5
   done
