@@ -1,8 +1,11 @@
 //! Puts an [`App`] on a TCP listener.
 //!
 //! One accept loop serves HTTP/1.1 and h2c (prior knowledge) on the same port
-//! through hyper-util's `auto::Builder`. Each connection is watched by a
-//! `GracefulShutdown`, so that shutdown can wait for in-flight requests.
+//! through hyper-util's `auto::Builder`. Each connection holds one of
+//! `max_connections` semaphore permits until it closes, so shutdown waits for
+//! the connections by taking every permit back. A connection with no request
+//! in flight for the header read timeout is closed, whatever its protocol
+//! (HTTP/2 clients receive GOAWAY), so idle clients cannot hold the slots.
 //!
 //! Shutdown, once the injected `shutdown` future resolves:
 //! 1. readiness turns to draining (`/readyz` answers 503);
@@ -16,18 +19,17 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::Response;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::app::{App, Body, Handling};
 use crate::config::Config;
@@ -44,6 +46,11 @@ pub const MAX_REQUEST_HEAD_BYTES: usize = 32 * 1024;
 
 /// SECURITY: the largest HTTP/2 header list (after HPACK decoding).
 pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// How long an idle connection that was asked to close (GOAWAY on HTTP/2)
+/// may take to go before it is cut, so a client that ignores GOAWAY cannot
+/// keep its slot.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// Why the server is asked to stop; it decides whether pulse drains first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,16 +80,17 @@ pub async fn serve(
 ) {
     let config = app.config().clone();
     let http = Arc::new(http_builder(&config));
-    let graceful = GracefulShutdown::new();
+    let (stop_connections, connections_stopping) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let mut shutdown = pin!(shutdown);
+    let spawn = |(stream, remote, permit)| {
+        spawn_connection(&http, &app, &connections_stopping, stream, remote, permit);
+    };
 
     let request = loop {
         tokio::select! {
             request = &mut shutdown => break request,
-            (stream, remote, permit) = accept(&listener, &permits) => {
-                spawn_connection(&http, &app, &graceful, stream, remote, permit);
-            }
+            accepted = accept(&listener, &permits) => spawn(accepted),
         }
     };
 
@@ -97,21 +105,23 @@ pub async fn serve(
         loop {
             tokio::select! {
                 () = &mut drained => break,
-                (stream, remote, permit) = accept(&listener, &permits) => {
-                    spawn_connection(&http, &app, &graceful, stream, remote, permit);
-                }
+                accepted = accept(&listener, &permits) => spawn(accepted),
             }
         }
     }
 
     drop(listener);
+    let open = config.max_connections - permits.available_permits();
     log::info!(
-        "shutdown: stopped accepting; waiting up to {} for {} open connection(s)",
+        "shutdown: stopped accepting; waiting up to {} for {open} open connection(s)",
         seconds(config.shutdown_timeout),
-        graceful.count()
     );
-    match tokio::time::timeout(config.shutdown_timeout, graceful.shutdown()).await {
-        Ok(()) => log::info!("shutdown: all connections closed"),
+    // Every connection finishes its in-flight requests and closes (HTTP/2:
+    // GOAWAY); it returns its permit when it is gone.
+    let _ = stop_connections.send(true);
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(config.shutdown_timeout, permits.acquire_many(all)).await {
+        Ok(_) => log::info!("shutdown: all connections closed"),
         Err(_) => log::warn!(
             "shutdown: timeout of {} reached; closing the remaining connections",
             seconds(config.shutdown_timeout)
@@ -159,10 +169,60 @@ pub(crate) async fn accept(
     }
 }
 
+/// When a connection last had a request in flight, for its idle watchdog.
+struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `opened` to the end of the last request.
+    idle_since_ms: AtomicU64,
+    /// Asks the connection to close gracefully.
+    close: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since_ms: AtomicU64::new(0),
+            close: Notify::new(),
+        }
+    }
+
+    /// How long the connection has had no request in flight; None while it
+    /// has one.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.opened.elapsed().saturating_sub(since))
+    }
+}
+
+/// Marks a request in flight on its connection until dropped, when the
+/// response has been handed to hyper (or the handler was cancelled).
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(activity: &Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 fn spawn_connection(
     http: &Arc<auto::Builder<TokioExecutor>>,
     app: &App,
-    graceful: &GracefulShutdown,
+    stopping: &watch::Receiver<bool>,
     stream: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
@@ -172,68 +232,102 @@ fn spawn_connection(
         log::debug!("cannot set TCP_NODELAY for {remote}: {e}");
     }
     let http = Arc::clone(http);
-    let app = app.clone();
     let open = app.metrics().track_connection();
-    let watcher = graceful.watcher();
-    let header_read_timeout = app.config().header_read_timeout;
-    // SECURITY: hyper's header read timeout starts only once it knows the
-    // protocol, and detecting the protocol waits for the client's first
-    // bytes. The watchdog task below closes a connection that has not sent
-    // one complete request head within the header read timeout, whatever it
-    // is. This channel resolves when the first request arrives, or errs when
-    // the connection (which owns the sender) ends: either way the watchdog
-    // can stop.
-    let (first_request, first_request_seen) = oneshot::channel::<()>();
+    let idle_timeout = app.config().header_read_timeout;
+    let activity = Arc::new(Activity::new());
+    let mut stopping = stopping.clone();
+    // Resolves (with an error) when the connection task ends, so the
+    // watchdog stops with it instead of sleeping on.
+    let (ended, connection_ended) = oneshot::channel::<()>();
     let service = {
-        let saw_request = AtomicBool::new(false);
-        let first_request = Mutex::new(Some(first_request));
+        let app = app.clone();
+        let activity = Arc::clone(&activity);
         service_fn(move |request| {
-            if !saw_request.swap(true, Ordering::Relaxed) {
-                if let Some(sender) = first_request.lock().ok().and_then(|mut s| s.take()) {
-                    let _ = sender.send(());
-                }
+            let busy = Busy::new(&activity);
+            Infallibly {
+                handling: app.handle(&request, Some(remote)),
+                _busy: busy,
             }
-            Infallibly(app.handle(&request, Some(remote)))
         })
     };
-    let connection = tokio::spawn(async move {
-        let _slot = permit;
-        let _open = open;
-        let connection = watcher.watch(
-            http.serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
-        if let Err(e) = connection.await {
-            log::debug!("connection from {remote} ended with an error: {e}");
+    let connection = tokio::spawn({
+        let activity = Arc::clone(&activity);
+        async move {
+            let _slot = permit;
+            let _open = open;
+            let _ended = ended;
+            let mut connection = pin!(
+                http.serve_connection(TokioIo::new(stream), service)
+                    .into_owned()
+            );
+            let mut close_requested = pin!(activity.close.notified());
+            let mut closing = false;
+            let result = loop {
+                tokio::select! {
+                    biased;
+                    result = connection.as_mut() => break result,
+                    _ = stopping.wait_for(|stop| *stop), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    () = close_requested.as_mut(), if !closing => {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                }
+            };
+            if let Err(e) = result {
+                log::debug!("connection from {remote} ended with an error: {e}");
+            }
         }
     });
-    // A separate task, so that the connection's own future is not slowed by
-    // polling a timer on every wake-up.
+    // SECURITY: the idle watchdog. A connection with no request in flight
+    // for the idle timeout is asked to close (HTTP/2: GOAWAY) and cut after
+    // a short grace. It covers what hyper's own timers do not: HTTP/2
+    // connections, which hyper never closes while the client answers pings,
+    // and connections that never complete a first request head (protocol
+    // detection has no timeout). A separate task, so that the connection's
+    // own future is not slowed by polling a timer on every wake-up.
     let abort = connection.abort_handle();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = first_request_seen => {}
-            () = tokio::time::sleep(header_read_timeout) => {
-                abort.abort();
-                log::debug!(
-                    "closed connection from {remote}: no request within {}",
-                    seconds(header_read_timeout)
-                );
+        let mut connection_ended = pin!(connection_ended);
+        loop {
+            let wait = match activity.idle_for() {
+                Some(idle) if idle >= idle_timeout => break,
+                Some(idle) => idle_timeout - idle,
+                None => idle_timeout,
+            };
+            tokio::select! {
+                _ = connection_ended.as_mut() => return,
+                () = tokio::time::sleep(wait) => {}
             }
+        }
+        log::debug!(
+            "closing connection from {remote}: no request in flight for {}",
+            seconds(idle_timeout)
+        );
+        activity.close.notify_one();
+        tokio::select! {
+            _ = connection_ended.as_mut() => {}
+            () = tokio::time::sleep(IDLE_CLOSE_GRACE) => abort.abort(),
         }
     });
 }
 
-/// Hands an answer to hyper, which wants a `Result`. A named future instead
+/// Hands an answer to hyper, which wants a `Result`, and keeps the request
+/// counted as in flight on its connection until then. A named future instead
 /// of an `async` block: hyper moves the service future, and this one is no
 /// bigger than the answer it carries.
-struct Infallibly(Handling);
+struct Infallibly {
+    handling: Handling,
+    _busy: Busy,
+}
 
 impl Future for Infallibly {
     type Output = Result<Response<Body>, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(Ok)
+        Pin::new(&mut self.handling).poll(cx).map(Ok)
     }
 }
 

@@ -9,6 +9,7 @@ mod fuzz_corpus;
 mod hardening;
 mod helpers;
 mod http2;
+mod idle;
 mod metrics;
 mod routes;
 mod shutdown;

@@ -1,0 +1,130 @@
+//! Idle connections cannot hold the connection cap: with every slot taken
+//! by clients that made one request and then sat idle, a fresh client is
+//! served within the idle timeout (the header read timeout) plus one second.
+
+use std::time::{Duration, Instant};
+
+use http_body_util::Empty;
+use hyper::Version;
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pulse::Config;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use crate::helpers::{get, request, spawn_app, test_config};
+
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+const SLOTS: usize = 4;
+
+/// One client connection that has made a request and now idles. Its
+/// connection task runs until the server closes the connection; the sender
+/// is kept so the client never closes it itself.
+struct Idler {
+    _sender: Box<dyn std::any::Any + Send>,
+    connection: JoinHandle<()>,
+}
+
+async fn idle_client(addr: std::net::SocketAddr, version: Version) -> Idler {
+    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+    let request = request("GET", addr, "/")
+        .uri(format!("http://{addr}/"))
+        .version(version)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    if version == Version::HTTP_2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .expect("h2 handshake");
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender.send_request(request).await.expect("h2 request");
+        assert_eq!(response.status(), 200);
+        Idler {
+            _sender: Box::new(sender),
+            connection,
+        }
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .expect("http1 handshake");
+        let connection = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let response = sender.send_request(request).await.expect("http1 request");
+        assert_eq!(response.status(), 200);
+        Idler {
+            _sender: Box::new(sender),
+            connection,
+        }
+    }
+}
+
+async fn fresh_client_is_served_despite_idlers(version: Version) {
+    let app = spawn_app(Config {
+        max_connections: SLOTS,
+        header_read_timeout: IDLE_TIMEOUT,
+        ..test_config()
+    })
+    .await;
+    let mut idlers = Vec::new();
+    for _ in 0..SLOTS {
+        idlers.push(idle_client(app.addr, version).await);
+    }
+    let idle_from = Instant::now();
+
+    let fresh = tokio::time::timeout(IDLE_TIMEOUT + Duration::from_secs(1), get(app.addr, "/"))
+        .await
+        .unwrap_or_else(|_| {
+            panic!("{SLOTS} idle {version:?} clients held every slot: a fresh client got no answer within the idle timeout + 1 s")
+        });
+    assert_eq!(fresh.status(), 200);
+    let waited = idle_from.elapsed();
+    assert!(
+        waited < IDLE_TIMEOUT + Duration::from_secs(1),
+        "the fresh client waited {waited:?}"
+    );
+    // The server closed every idle connection (on HTTP/2 with GOAWAY, which
+    // ends the client's connection task cleanly).
+    for idler in idlers {
+        tokio::time::timeout(Duration::from_secs(2), idler.connection)
+            .await
+            .unwrap_or_else(|_| panic!("an idle {version:?} connection stayed open"))
+            .expect("client connection task");
+    }
+}
+
+#[tokio::test]
+async fn idle_h2c_clients_cannot_hold_the_connection_cap() {
+    fresh_client_is_served_despite_idlers(Version::HTTP_2).await;
+}
+
+#[tokio::test]
+async fn idle_http1_keep_alive_clients_cannot_hold_the_connection_cap() {
+    fresh_client_is_served_despite_idlers(Version::HTTP_11).await;
+}
+
+#[tokio::test]
+async fn a_connection_with_a_request_in_flight_is_not_idle() {
+    // /delay/3000 outlives the 2 s idle timeout on an h2c connection: the
+    // request is answered, not cut.
+    let app = spawn_app(Config {
+        header_read_timeout: IDLE_TIMEOUT,
+        ..test_config()
+    })
+    .await;
+    let started = Instant::now();
+    let answer = crate::helpers::send(
+        app.addr,
+        request("GET", app.addr, "/delay/3000")
+            .uri(format!("http://{}/delay/3000", app.addr))
+            .version(Version::HTTP_2)
+            .body(Empty::new())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(answer.status(), 200);
+    assert!(started.elapsed() >= Duration::from_secs(3));
+}
