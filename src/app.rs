@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,16 +125,17 @@ impl App {
                 }));
             }
             Dispatch::Serve(endpoint) => {
-                match std::panic::catch_unwind(AssertUnwindSafe(|| self.serve(endpoint))) {
+                match logging::catch_handler_panic(|| self.serve(endpoint)) {
                     Ok(response) => response,
                     Err(panic) => {
                         state.metrics.count_panic();
                         log::error!(
-                            target: "pulse::app",
+                            target: "pulse::panic",
                             request_id = exchange.request_id.to_str().unwrap_or("-"),
-                            route = route.label();
+                            route = route.label(),
+                            location = panic.location.as_str();
                             "handler panicked ({}); answered 500",
-                            logging::panic_message(&*panic)
+                            panic.message
                         );
                         json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
                     }

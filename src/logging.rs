@@ -6,94 +6,205 @@
 //! event's structured fields, such as the access log's `status` and
 //! `duration_us`, as top-level keys with their JSON types.
 //!
-//! Lines are batched: they collect in a buffer that a background thread
-//! writes out every [`FLUSH_INTERVAL`] (or sooner when it fills), instead of
-//! one write system call per request. [`flush`] empties it, and the binary
-//! calls it before every exit, so no line is lost on shutdown.
+//! Lines are batched, and requests never wait for stdout: a line is
+//! appended to an in-memory buffer, and one background thread writes the
+//! buffer out every [`FLUSH_INTERVAL`] (sooner when [`WRITE_SOON`] bytes
+//! wait). If stdout blocks (a full pipe, a stalled log collector,
+//! `pulse | less`), only that thread waits. The buffer holds at most
+//! [`BUFFER_CAP`] bytes; lines beyond it are dropped and counted
+//! (`pulse_log_lines_dropped_total`), and one warning reports the count once
+//! writing resumes. [`flush`] empties the buffer within a deadline, and the
+//! binary calls it before every exit.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::kv::{self, Key, Value, VisitSource};
+use prometheus::IntCounter;
 
 use crate::config::{Config, LogFormat};
 
 /// The longest a log line waits in the buffer before it reaches stdout.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Past this many buffered bytes, the line that crosses it writes them out.
-const BUFFER_LIMIT: usize = 64 * 1024;
+/// With this many bytes waiting, the writer is woken before its interval.
+pub const WRITE_SOON: usize = 64 * 1024;
 
-static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+/// SECURITY: the most bytes that wait for stdout. Past it lines are dropped,
+/// so a stdout nobody reads costs bounded memory instead of a stalled server.
+pub const BUFFER_CAP: usize = 1024 * 1024;
 
-/// Installs the global logger and starts the flushing thread. Fails only if a
+/// The buffer between the threads that log and the one that writes.
+struct Batch {
+    pending: Mutex<Vec<u8>>,
+    /// Wakes the writer: a full batch, or a flush request.
+    wake: Condvar,
+    /// Flush requests made, and the last one the writer completed.
+    flush_requested: AtomicU64,
+    flushed: Mutex<u64>,
+    flush_done: Condvar,
+    writer_running: AtomicBool,
+}
+
+static BATCH: OnceLock<Arc<Batch>> = OnceLock::new();
+
+fn batch() -> &'static Arc<Batch> {
+    BATCH.get_or_init(|| {
+        Arc::new(Batch {
+            pending: Mutex::new(Vec::with_capacity(4096)),
+            wake: Condvar::new(),
+            flush_requested: AtomicU64::new(0),
+            flushed: Mutex::new(0),
+            flush_done: Condvar::new(),
+            writer_running: AtomicBool::new(false),
+        })
+    })
+}
+
+/// Log lines dropped because stdout was not keeping up, since the start.
+/// The metrics of every App report this one counter.
+pub fn dropped_lines() -> &'static IntCounter {
+    static DROPPED: OnceLock<IntCounter> = OnceLock::new();
+    DROPPED.get_or_init(|| {
+        IntCounter::new(
+            "pulse_log_lines_dropped_total",
+            "Log lines dropped because stdout did not keep up and the log buffer was full.",
+        )
+        .expect("static metric definition")
+    })
+}
+
+/// A poisoned lock only means a thread panicked while appending bytes; the
+/// buffer is still a valid Vec, so logging carries on.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Installs the global logger and starts the writer thread. Fails only if a
 /// logger is already installed.
 pub fn init(config: &Config) -> Result<(), log::SetLoggerError> {
-    let buffer =
-        Arc::clone(BUFFER.get_or_init(|| Arc::new(Mutex::new(Vec::with_capacity(BUFFER_LIMIT)))));
+    let batch = Arc::clone(batch());
     let mut builder = env_logger::Builder::new();
     builder
         .parse_filters(&config.log_filter)
-        .target(env_logger::Target::Pipe(Box::new(BatchedStdout(buffer))));
+        .target(env_logger::Target::Pipe(Box::new(BatchedStdout(
+            Arc::clone(&batch),
+        ))));
     match config.log_format {
         LogFormat::Text => builder.format(write_text),
         LogFormat::Json => builder.format(write_json),
     };
     builder.try_init()?;
+    batch.writer_running.store(true, Ordering::Release);
     let started = std::thread::Builder::new()
-        .name("log-flush".to_owned())
-        .spawn(|| {
-            loop {
-                std::thread::sleep(FLUSH_INTERVAL);
-                flush();
-            }
-        });
+        .name("log-writer".to_owned())
+        .spawn(move || write_forever(&batch));
     if let Err(e) = started {
-        // Lines still reach stdout when the buffer fills and at exit.
-        log::warn!("cannot start the log flushing thread: {e}");
+        // flush() then writes on the caller's thread, as before batching.
+        self::batch().writer_running.store(false, Ordering::Release);
+        log::warn!("cannot start the log writer thread: {e}; lines reach stdout at exit only");
     }
     Ok(())
 }
 
-/// Writes every buffered line to stdout now.
-pub fn flush() {
-    if let Some(buffer) = BUFFER.get() {
-        if let Ok(mut buffer) = buffer.lock() {
-            write_out(&mut buffer);
+/// The writer thread: swaps the batch out under the lock, then writes it
+/// without the lock, so a blocked stdout holds up no one else.
+fn write_forever(batch: &Batch) {
+    let mut writing = Vec::with_capacity(4096);
+    let mut reported = 0;
+    loop {
+        let generation;
+        {
+            let mut pending = lock(&batch.pending);
+            let done = *lock(&batch.flushed);
+            if pending.len() < WRITE_SOON && batch.flush_requested.load(Ordering::Acquire) == done {
+                pending = batch
+                    .wake
+                    .wait_timeout(pending, FLUSH_INTERVAL)
+                    .map_or_else(|poisoned| poisoned.into_inner().0, |(guard, _)| guard);
+            }
+            generation = batch.flush_requested.load(Ordering::Acquire);
+            std::mem::swap(&mut *pending, &mut writing);
         }
+        write_to_stdout(&writing);
+        writing.clear();
+        // A burst must not pin its peak allocation for the process's life.
+        writing.shrink_to(4 * WRITE_SOON);
+        let dropped = dropped_lines().get();
+        if dropped > reported {
+            log::warn!(
+                target: "pulse::logging",
+                dropped = dropped - reported;
+                "dropped {} log lines: stdout did not keep up and the log buffer ({} KiB) was full",
+                dropped - reported,
+                BUFFER_CAP / 1024
+            );
+            reported = dropped;
+        }
+        *lock(&batch.flushed) = generation;
+        batch.flush_done.notify_all();
     }
 }
 
-fn write_out(buffer: &mut Vec<u8>) {
-    if buffer.is_empty() {
+fn write_to_stdout(bytes: &[u8]) {
+    if bytes.is_empty() {
         return;
     }
     let mut stdout = io::stdout().lock();
     // A closed stdout must not take the service down; the lines are dropped.
-    let _ = stdout.write_all(buffer).and_then(|()| stdout.flush());
-    buffer.clear();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
 }
 
-/// env_logger's pipe target: it appends each formatted line to the shared
-/// buffer. env_logger calls `flush` after every line; that is deliberately
-/// a no-op, since batching is the point.
-struct BatchedStdout(Arc<Mutex<Vec<u8>>>);
+/// Writes every line logged so far to stdout, waiting at most `deadline`
+/// (stdout may be blocked); true if they were written.
+pub fn flush(deadline: Duration) -> bool {
+    let batch = batch();
+    if !batch.writer_running.load(Ordering::Acquire) {
+        let lines = std::mem::take(&mut *lock(&batch.pending));
+        write_to_stdout(&lines);
+        return true;
+    }
+    let target = {
+        // Under the batch lock, so the writer cannot miss the request
+        // between checking for work and going to sleep.
+        let _pending = lock(&batch.pending);
+        let target = batch.flush_requested.fetch_add(1, Ordering::AcqRel) + 1;
+        batch.wake.notify_one();
+        target
+    };
+    let flushed = lock(&batch.flushed);
+    let (flushed, _) = batch
+        .flush_done
+        .wait_timeout_while(flushed, deadline, |done| *done < target)
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *flushed >= target
+}
+
+/// env_logger's pipe target: it appends each formatted line to the batch,
+/// or drops and counts it when the batch is full. It never touches stdout.
+/// env_logger calls `flush` after every line; that is deliberately a no-op.
+struct BatchedStdout(Arc<Batch>);
 
 impl Write for BatchedStdout {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut buffer = self
-            .0
-            .lock()
-            .map_err(|_| io::Error::other("log buffer poisoned"))?;
-        buffer.extend_from_slice(bytes);
-        if buffer.len() >= BUFFER_LIMIT {
-            write_out(&mut buffer);
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let mut pending = lock(&self.0.pending);
+        if pending.len() + line.len() > BUFFER_CAP {
+            drop(pending);
+            dropped_lines().inc();
+        } else {
+            pending.extend_from_slice(line);
+            if pending.len() >= WRITE_SOON {
+                self.0.wake.notify_one();
+            }
         }
-        Ok(bytes.len())
+        Ok(line.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -102,16 +213,40 @@ impl Write for BatchedStdout {
 }
 
 /// Sends panic messages through the logger, so that in JSON mode a panic is
-/// one parseable line like every other event.
+/// one parseable line like every other event. A panic inside
+/// [`catch_handler_panic`] is not logged here: the caller logs it once, with
+/// the request it belongs to.
 pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        if CATCHING.with(Cell::get) {
+            CAUGHT_AT.with(|at| *at.borrow_mut() = location);
+            return;
+        }
         let message = panic_message(info.payload());
         log::error!(target: "pulse::panic", location = location.as_str(); "panicked: {message}");
     }));
+}
+
+/// A caught handler panic: its message and where it was raised.
+pub struct CaughtPanic {
+    pub message: String,
+    pub location: String,
+}
+
+/// Runs `handler`, catching a panic without the hook's log line, so the
+/// caller can log the panic once, with its request.
+pub fn catch_handler_panic<R>(handler: impl FnOnce() -> R) -> Result<R, CaughtPanic> {
+    let was_catching = CATCHING.with(|c| c.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler));
+    CATCHING.with(|c| c.set(was_catching));
+    result.map_err(|payload| CaughtPanic {
+        message: panic_message(&*payload).to_owned(),
+        location: CAUGHT_AT.with(|at| std::mem::take(&mut *at.borrow_mut())),
+    })
 }
 
 /// The text a panic was raised with, whether a literal or a formatted String.
@@ -124,6 +259,10 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
 }
 
 thread_local! {
+    /// Set while a handler runs under `catch_handler_panic`.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Where the last caught handler panic was raised.
+    static CAUGHT_AT: RefCell<String> = const { RefCell::new(String::new()) };
     /// Each line is assembled here, then handed to env_logger in one write:
     /// many small writes through `core::fmt` cost more than the request.
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));

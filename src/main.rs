@@ -73,10 +73,20 @@ fn serve_command(command: Command) -> ExitCode {
         return ExitCode::FAILURE;
     }
     logging::log_panics();
-    let code = serve(config, command);
-    // Log lines are batched; none may be lost on the way out.
-    logging::flush();
-    code
+    // Log lines are batched; none may be lost on the way out, even when a
+    // panic unwinds out of here. A blocked stdout holds the exit up for the
+    // shutdown timeout at most.
+    let _flush = FlushOnExit(config.shutdown_timeout);
+    serve(config, command)
+}
+
+/// Flushes the log when dropped: on return and on unwinding alike.
+struct FlushOnExit(std::time::Duration);
+
+impl Drop for FlushOnExit {
+    fn drop(&mut self) {
+        logging::flush(self.0);
+    }
 }
 
 fn serve(config: Config, command: Command) -> ExitCode {

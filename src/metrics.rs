@@ -99,6 +99,7 @@ impl Metrics {
             Box::new(panics.clone()),
             Box::new(connections.clone()),
             Box::new(build_info),
+            Box::new(crate::logging::dropped_lines().clone()),
             #[cfg(target_os = "linux")]
             Box::new(crate::process_metrics::ProcessCollector::default()),
         ];

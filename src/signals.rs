@@ -4,6 +4,8 @@
 //! container a signal without a handler is ignored, and `podman stop` would
 //! have to wait for SIGKILL.
 
+use std::time::Duration;
+
 use crate::server::ShutdownRequest;
 
 /// Exit code when a second signal cuts the graceful shutdown short.
@@ -54,7 +56,8 @@ impl Signals {
         tokio::spawn(async move {
             let second = self.recv().await;
             log::warn!("shutdown: {second:?} received again; exiting at once");
-            crate::logging::flush();
+            // At once means at once: a blocked stdout gets a moment, no more.
+            crate::logging::flush(Duration::from_millis(200));
             std::process::exit(EXIT_FORCED);
         });
         first

@@ -347,12 +347,21 @@ async fn concurrent_panics_are_logged_counted_500s_and_other_requests_carry_on()
     )));
     pulse.signal("INT");
     pulse.wait_exit(Duration::from_secs(10)).expect("exit");
-    let logged = pulse
-        .all_lines()
+    let lines = pulse.all_lines();
+    let errors: Vec<&String> = lines
         .iter()
-        .filter(|l| l.contains(r#""target":"pulse::app""#) && l.contains("handler panicked"))
-        .count();
-    assert_eq!(logged, panics, "every panic is logged once as an error");
+        .filter(|l| l.contains(r#""level":"ERROR""#))
+        .collect();
+    assert_eq!(errors.len(), panics, "one error line per panic, not two");
+    for line in errors {
+        assert!(
+            line.contains(r#""target":"pulse::panic""#)
+                && line.contains("handler panicked")
+                && line.contains(r#""route":"/panic""#)
+                && line.contains(r#""location":"src/app.rs:"#),
+            "{line}"
+        );
+    }
 }
 
 /// Resident memory of a process, from /proc.

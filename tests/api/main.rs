@@ -10,6 +10,7 @@ mod hardening;
 mod helpers;
 mod http2;
 mod idle;
+mod logging;
 mod metrics;
 mod routes;
 mod shutdown;
