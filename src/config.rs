@@ -182,7 +182,9 @@ impl Config {
                     .parse::<u16>()
                     .map_err(|_| invalid(n, v, "a port number from 0 to 65535"))
             })?,
-            log_filter: get("RUST_LOG").map_or(Ok(defaults.log_filter), |(n, v)| {
+            // An empty RUST_LOG would mean errors only to env_logger, which
+            // nobody setting `RUST_LOG=` means: it is the default here.
+            log_filter: get("RUST_LOG").filter(|(_, v)| !v.trim().is_empty()).map_or(Ok(defaults.log_filter), |(n, v)| {
                 if is_valid_log_filter(&v) {
                     Ok(v)
                 } else {
@@ -227,6 +229,13 @@ impl Config {
     /// Reads the process environment plus `dir/.env` if it exists. The real
     /// environment wins over the file.
     pub fn from_env_and_dotenv(dir: &Path) -> Result<Config, ConfigError> {
+        Config::load(dir).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::from_env_and_dotenv`], with a warning for every name in
+    /// `.env` that looks like a mistyped setting, for the caller to log once
+    /// logging is up.
+    pub fn load(dir: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         let path = dir.join(".env");
         let from_file = match std::fs::read_to_string(&path) {
             Ok(text) => dotenv::parse(&text).map_err(|error| ConfigError::DotEnv {
@@ -241,13 +250,60 @@ impl Config {
                 });
             }
         };
+        let warnings = from_file
+            .iter()
+            .filter_map(|(name, _)| unknown_setting_warning(name))
+            .collect();
         let file_values: HashMap<String, String> = from_file.into_iter().collect();
-        Config::from_lookup(|name| {
+        let config = Config::from_lookup(|name| {
             std::env::var(name)
                 .ok()
                 .or_else(|| file_values.get(name).cloned())
-        })
+        })?;
+        Ok((config, warnings))
     }
+}
+
+/// A warning for a `.env` name that pulse does not read: always for a
+/// `PULSE_` name (a typo such as `PULSE_DRAIN_DLEAY` would otherwise be
+/// ignored without a word), and for another name only when it is one or two
+/// edits from a setting (`RUST_LOGG`), since a `.env` often holds other
+/// tools' variables too.
+pub fn unknown_setting_warning(name: &str) -> Option<String> {
+    if SETTINGS.iter().any(|s| s.name == name) {
+        return None;
+    }
+    let (distance, closest) = SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .min()?;
+    let prefixed = name.starts_with("PULSE_");
+    if !prefixed && distance > 2 {
+        return None;
+    }
+    let hint = if distance <= 3 {
+        format!("; did you mean {closest}?")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        ".env sets {name}, which is not a pulse setting{hint}"
+    ))
+}
+
+/// Levenshtein distance between two short ASCII names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.as_bytes().iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != cb);
+            current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
 }
 
 fn invalid(name: &'static str, value: String, allowed: &'static str) -> ConfigError {
@@ -320,33 +376,23 @@ fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// Checks an env_logger filter without building a logger: env_logger itself
-/// only warns about a bad directive and carries on with a different filter.
+/// Checks an env_logger filter with env_logger's own parser (env_filter):
+/// env_logger itself only warns about a bad directive and carries on with a
+/// different filter than the one asked for. A target must also look like a
+/// module path (`pulse::access`): env_filter takes any text as a target,
+/// and a typo such as `pulse:access` would silently match nothing.
 pub fn is_valid_log_filter(filter: &str) -> bool {
-    // Everything after the first '/' is a message substring filter.
-    let directives = filter.split('/').next().unwrap_or_default();
-    for directive in directives.split(',').map(str::trim) {
-        if directive.is_empty() {
-            continue;
-        }
-        match directive.split_once('=') {
-            Some((target, level)) => {
-                if !is_log_target(target.trim()) || parse_level(level.trim()).is_none() {
-                    return false;
-                }
-            }
-            None => {
-                if parse_level(directive).is_none() && !is_log_target(directive) {
-                    return false;
-                }
-            }
-        }
+    if env_filter::Builder::new().try_parse(filter).is_err() {
+        return false;
     }
-    true
-}
-
-fn parse_level(text: &str) -> Option<log::LevelFilter> {
-    text.parse().ok()
+    let directives = filter.split('/').next().unwrap_or_default();
+    directives.split(',').map(str::trim).all(|directive| {
+        let target = directive
+            .split_once('=')
+            .map_or(directive, |(target, _)| target)
+            .trim();
+        directive.is_empty() || target.parse::<log::LevelFilter>().is_ok() || is_log_target(target)
+    })
 }
 
 /// A module path such as `pulse` or `pulse::access`.
@@ -439,6 +485,24 @@ mod tests {
     }
 
     #[test]
+    fn dotenv_typos_are_named_with_the_closest_setting() {
+        let warning = unknown_setting_warning("PULSE_DRAIN_DLEAY").expect("a PULSE_ typo warns");
+        assert!(
+            warning.contains("PULSE_DRAIN_DLEAY")
+                && warning.contains("did you mean PULSE_DRAIN_DELAY?"),
+            "{warning}"
+        );
+        assert!(
+            unknown_setting_warning("RUST_LOGG")
+                .expect("near a setting")
+                .contains("RUST_LOG")
+        );
+        assert!(unknown_setting_warning("PULSE_SOMETHING_ELSE_ENTIRELY").is_some());
+        assert_eq!(unknown_setting_warning("GRAFANA_ADMIN_PASSWORD"), None);
+        assert_eq!(unknown_setting_warning("PULSE_DRAIN_DELAY"), None);
+    }
+
+    #[test]
     fn log_filters_follow_env_logger_syntax() {
         for ok in [
             "info",
@@ -450,7 +514,14 @@ mod tests {
         ] {
             assert!(is_valid_log_filter(ok), "{ok}");
         }
-        for bad in ["pulse=verbose", "=info", "a b"] {
+        // "info/a/b" is what env_logger rejects (and then logs errors only).
+        for bad in [
+            "pulse=verbose",
+            "info/a/b",
+            "info,pulse=loud",
+            "pulse:access=debug",
+            "a b",
+        ] {
             assert!(!is_valid_log_filter(bad), "{bad}");
         }
     }

@@ -2,7 +2,7 @@
 //! A scratch image has no curl, so the binary checks itself.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -10,13 +10,15 @@ use crate::config::Config;
 /// The whole check must finish within this, well inside any healthcheck's own timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where the check connects: loopback when pulse listens on all addresses,
-/// otherwise the configured address itself.
+/// Where the check connects: the loopback address of the same family when
+/// pulse listens on all addresses (`0.0.0.0`, `::`), otherwise the
+/// configured address itself, loopback ones such as `::1` or `127.0.0.2`
+/// included.
 pub fn target(config: &Config) -> SocketAddr {
-    let ip = if config.host.is_unspecified() || config.host.is_loopback() {
-        IpAddr::V4(Ipv4Addr::LOCALHOST)
-    } else {
-        config.host
+    let ip = match config.host {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        specific => specific,
     };
     SocketAddr::new(ip, config.port)
 }

@@ -199,8 +199,11 @@ impl Write for BatchedStdout {
             drop(pending);
             dropped_lines().inc();
         } else {
+            let before = pending.len();
             pending.extend_from_slice(line);
-            if pending.len() >= WRITE_SOON {
+            // Once, when the batch crosses the mark: a wake-up per line
+            // would cost a system call per request.
+            if before < WRITE_SOON && pending.len() >= WRITE_SOON {
                 self.0.wake.notify_one();
             }
         }

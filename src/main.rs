@@ -34,7 +34,11 @@ fn main() -> ExitCode {
 }
 
 fn load_config() -> Result<Config, String> {
-    Config::from_env_and_dotenv(Path::new(".")).map_err(|e| format!("pulse: {e}"))
+    load_config_with_warnings().map(|(config, _)| config)
+}
+
+fn load_config_with_warnings() -> Result<(Config, Vec<String>), String> {
+    Config::load(Path::new(".")).map_err(|e| format!("pulse: {e}"))
 }
 
 /// Exit codes follow the container healthcheck contract: 0 healthy, 1 not.
@@ -61,8 +65,8 @@ fn healthcheck_command() -> ExitCode {
 /// Serves pulse itself, or the alert log: the same settings, logging,
 /// signals and exit codes.
 fn serve_command(command: Command) -> ExitCode {
-    let config = match load_config() {
-        Ok(config) => config,
+    let (config, warnings) = match load_config_with_warnings() {
+        Ok(loaded) => loaded,
         Err(message) => {
             eprintln!("{message}");
             return ExitCode::from(EXIT_USAGE);
@@ -73,6 +77,9 @@ fn serve_command(command: Command) -> ExitCode {
         return ExitCode::FAILURE;
     }
     logging::log_panics();
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
     // Log lines are batched; none may be lost on the way out, even when a
     // panic unwinds out of here. A blocked stdout holds the exit up for the
     // shutdown timeout at most.

@@ -5,21 +5,37 @@ use std::time::Duration;
 
 use crate::helpers::{Binary, binary_command, get, temp_dir};
 
+/// Runs pulse to its exit, or kills it after 10 s (code None): a command
+/// that should fail at once but serves instead must fail the test, not hang
+/// it.
 fn run_to_end(
     dir: &std::path::PathBuf,
     env: &[(&str, &str)],
     args: &[&str],
 ) -> (Option<i32>, String, String) {
-    let output = binary_command(dir, env)
+    let stdout_path = dir.join(".stdout");
+    let stderr_path = dir.join(".stderr");
+    let mut child = binary_command(dir, env)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
+        .spawn()
         .expect("run pulse");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
+    (code, read(&stdout_path), read(&stderr_path))
 }
 
 #[test]
@@ -34,6 +50,8 @@ fn a_bad_setting_exits_2_with_one_plain_line_before_binding() {
             "a whole number from 1 to 1000000",
         ),
         ("RUST_LOG", "pulse=chatty", "LEVEL one of off"),
+        // env_logger rejects this one and would fall back to errors only.
+        ("RUST_LOG", "info/a/b", "LEVEL one of off"),
     ] {
         let (code, stdout, stderr) = run_to_end(&dir, &[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
@@ -110,6 +128,79 @@ async fn json_logs_have_one_object_per_line_with_access_fields() {
         lines.iter().any(|l| l.contains("starting pulse")),
         "startup config not logged"
     );
+}
+
+#[tokio::test]
+async fn an_empty_rust_log_means_the_default_not_errors_only() {
+    // env_logger reads RUST_LOG= as "errors only": no access log at all.
+    let mut pulse = Binary::spawn("empty-rust-log", &[("RUST_LOG", "")]);
+    let addr = pulse.wait_until_listening();
+    get(addr, "/").await;
+    let line = pulse.wait_for_line("pulse::access", Duration::from_secs(5));
+    assert!(line.contains("path=/"), "{line}");
+}
+
+#[test]
+fn a_mistyped_setting_in_env_file_is_named_with_the_closest_setting() {
+    let dir = temp_dir("dotenv-typo");
+    std::fs::write(
+        dir.join(".env"),
+        "PULSE_DRAIN_DLEAY=1s\nGRAFANA_ADMIN_PASSWORD=x\n",
+    )
+    .unwrap();
+    let mut pulse = Binary::spawn_in(dir, &[]);
+    let line = pulse.wait_for_line("not a pulse setting", Duration::from_secs(10));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("PULSE_DRAIN_DLEAY") && line.contains("did you mean PULSE_DRAIN_DELAY?"),
+        "{line}"
+    );
+    pulse.wait_until_listening();
+    assert!(
+        !pulse
+            .seen
+            .iter()
+            .any(|l| l.contains("GRAFANA_ADMIN_PASSWORD")),
+        "another tool's variable was flagged: {:?}",
+        pulse.seen
+    );
+}
+
+#[tokio::test]
+async fn healthcheck_checks_the_configured_ipv6_loopback_address() {
+    let mut pulse = Binary::spawn("healthcheck-ipv6", &[("HOST", "::1")]);
+    let addr = pulse.wait_until_listening();
+    assert!(addr.is_ipv6(), "{addr}");
+    let dir = temp_dir("healthcheck-ipv6-client");
+    let port = addr.port().to_string();
+    let (code, stdout, _) = run_to_end(&dir, &[("HOST", "::1"), ("PORT", &port)], &["healthcheck"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.starts_with("healthy: http://[::1]:"), "{stdout}");
+}
+
+#[test]
+fn healthcheck_exits_1_when_livez_answers_other_than_200() {
+    // A real server on loopback that answers every request with a 503.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = stream.read(&mut request);
+        stream
+            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+    });
+    let dir = temp_dir("healthcheck-503");
+    let (code, stdout, _) = run_to_end(&dir, &[("PORT", &port)], &["healthcheck"]);
+    server.join().unwrap();
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.starts_with("unhealthy:") && stdout.contains("503"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 1);
 }
 
 #[tokio::test]
