@@ -34,6 +34,7 @@ pub struct Metrics {
     in_flight: IntGauge,
     panics: IntCounter,
     connections: IntGauge,
+    connection_errors: IntCounterVec,
     /// Resolved label sets, one slot per (method, route): looking a series
     /// up by its labels hashes them under a lock, on every request.
     series: Box<[OnceLock<RouteSeries>]>,
@@ -80,6 +81,18 @@ impl Metrics {
             "Client connections open right now.",
         )
         .expect("static metric definition");
+        let connection_errors = IntCounterVec::new(
+            Opts::new(
+                "pulse_connection_errors_total",
+                "Connections ended by an error before or instead of an answer (hyper's own 400 and 431 included), by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        // Every reason from the start, so a rate() sees the first error.
+        for reason in ConnectionError::ALL {
+            connection_errors.with_label_values(&[reason.label()]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "pulse_build_info",
@@ -98,6 +111,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(panics.clone()),
             Box::new(connections.clone()),
+            Box::new(connection_errors.clone()),
             Box::new(build_info),
             Box::new(crate::logging::dropped_lines().clone()),
             #[cfg(target_os = "linux")]
@@ -115,6 +129,7 @@ impl Metrics {
             in_flight,
             panics,
             connections,
+            connection_errors,
             series: (0..Verb::COUNT * Route::COUNT)
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -163,6 +178,12 @@ impl Metrics {
         self.panics.inc();
     }
 
+    pub fn count_connection_error(&self, error: ConnectionError) {
+        self.connection_errors
+            .with_label_values(&[error.label()])
+            .inc();
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 * 1024);
@@ -172,6 +193,79 @@ impl Metrics {
             log::error!("cannot encode metrics: {e}");
         }
         out
+    }
+}
+
+/// Why a connection ended with an error: a fixed set, so the label is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionError {
+    /// A request hyper could not parse; HTTP/1 clients got a 400.
+    MalformedRequest,
+    /// A request head over the limit; HTTP/1 clients got a 431.
+    HeaderTooLarge,
+    /// No complete request head within the header read timeout.
+    HeaderTimeout,
+    /// The client went away in the middle of a request.
+    IncompleteRequest,
+    /// An HTTP/2 protocol error (a bad frame, a refused header list, ...).
+    Http2Protocol,
+    /// The socket failed: a reset, a broken pipe.
+    Io,
+    Other,
+}
+
+impl ConnectionError {
+    pub const ALL: [ConnectionError; 7] = [
+        ConnectionError::MalformedRequest,
+        ConnectionError::HeaderTooLarge,
+        ConnectionError::HeaderTimeout,
+        ConnectionError::IncompleteRequest,
+        ConnectionError::Http2Protocol,
+        ConnectionError::Io,
+        ConnectionError::Other,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionError::MalformedRequest => "malformed_request",
+            ConnectionError::HeaderTooLarge => "header_too_large",
+            ConnectionError::HeaderTimeout => "header_timeout",
+            ConnectionError::IncompleteRequest => "incomplete_request",
+            ConnectionError::Http2Protocol => "http2_protocol",
+            ConnectionError::Io => "io",
+            ConnectionError::Other => "other",
+        }
+    }
+
+    /// Classifies the error a connection ended with.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> ConnectionError {
+        let mut source = Some(error);
+        while let Some(error) = source {
+            if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+                if hyper.is_parse_too_large() {
+                    return ConnectionError::HeaderTooLarge;
+                }
+                if hyper.is_parse() {
+                    return ConnectionError::MalformedRequest;
+                }
+                if hyper.is_timeout() {
+                    return ConnectionError::HeaderTimeout;
+                }
+                if hyper.is_incomplete_message() {
+                    return ConnectionError::IncompleteRequest;
+                }
+                // hyper has no predicate for its HTTP/2 errors; its message
+                // for them starts so (hyper's Kind::Http2).
+                if hyper.to_string().starts_with("http2 error") {
+                    return ConnectionError::Http2Protocol;
+                }
+            }
+            if error.downcast_ref::<std::io::Error>().is_some() {
+                return ConnectionError::Io;
+            }
+            source = error.source();
+        }
+        ConnectionError::Other
     }
 }
 

@@ -20,7 +20,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::app::{App, Body, Handling};
 use crate::config::Config;
+use crate::metrics::ConnectionError;
 
 /// HTTP/2 streams one connection may have open at once. h2's own defaults
 /// also bound reset streams, which blunts the rapid-reset attack.
@@ -160,12 +161,54 @@ pub(crate) async fn accept(
     loop {
         match listener.accept().await {
             Ok((stream, remote)) => return (stream, remote, permit),
-            Err(e) => {
-                // Running out of file descriptors must not become a busy loop.
-                log::warn!("accept failed: {e}; retrying in 100ms");
+            // Out of file descriptors or memory: retrying at once would be a
+            // busy loop, so back off; warn at most every 10 s.
+            Err(e) if is_resource_exhaustion(&e) => {
+                warn_rate_limited(&e);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // One connection failed (ECONNABORTED: the client reset it while
+            // it waited in the queue); the next one is unaffected.
+            Err(e) => log::debug!(target: "pulse::connection", "accept failed: {e}; retrying"),
         }
+    }
+}
+
+/// EMFILE, ENFILE, ENOMEM and ENOBUFS: the process or the system is out of a
+/// resource that closing connections gives back.
+fn is_resource_exhaustion(error: &std::io::Error) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    #[cfg(target_os = "linux")]
+    const ENOBUFS: i32 = 105;
+    #[cfg(not(target_os = "linux"))]
+    const ENOBUFS: i32 = 55;
+    error.kind() == std::io::ErrorKind::OutOfMemory
+        || matches!(
+            error.raw_os_error(),
+            Some(ENOMEM | ENFILE | EMFILE | ENOBUFS)
+        )
+}
+
+fn warn_rate_limited(error: &std::io::Error) {
+    static LAST_WARNED_S: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST_WARNED_S.load(Ordering::Relaxed);
+    if now_s >= last + 10
+        && LAST_WARNED_S
+            .compare_exchange(last, now_s, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    {
+        let suppressed = SUPPRESSED.swap(0, Ordering::AcqRel);
+        log::warn!(
+            "accept failed: {error}; backing off 100ms per attempt ({suppressed} more such failures in the last 10 s); raise the open-file limit or lower PULSE_MAX_CONNECTIONS"
+        );
+    } else {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -173,6 +216,11 @@ pub(crate) async fn accept(
 struct Activity {
     opened: Instant,
     in_flight: AtomicUsize,
+    /// Whether a request head has ever arrived.
+    served: AtomicBool,
+    /// Whether this connection's error has been counted: the watchdog and
+    /// hyper may both see a silent client time out; it counts once.
+    error_counted: AtomicBool,
     /// Milliseconds from `opened` to the end of the last request.
     idle_since_ms: AtomicU64,
     /// Asks the connection to close gracefully.
@@ -184,9 +232,20 @@ impl Activity {
         Activity {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            error_counted: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             close: Notify::new(),
         }
+    }
+
+    /// Counts the error this connection ended with, once.
+    fn count_error(&self, app: &App, error: ConnectionError) -> bool {
+        let first = !self.error_counted.swap(true, Ordering::AcqRel);
+        if first {
+            app.metrics().count_connection_error(error);
+        }
+        first
     }
 
     /// How long the connection has had no request in flight; None while it
@@ -207,6 +266,7 @@ struct Busy(Arc<Activity>);
 impl Busy {
     fn new(activity: &Arc<Activity>) -> Busy {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Relaxed);
         Busy(Arc::clone(activity))
     }
 }
@@ -233,6 +293,7 @@ fn spawn_connection(
     }
     let http = Arc::clone(http);
     let open = app.metrics().track_connection();
+    let (connection_app, watchdog_app) = (app.clone(), app.clone());
     let idle_timeout = app.config().header_read_timeout;
     let activity = Arc::new(Activity::new());
     let mut stopping = stopping.clone();
@@ -277,7 +338,14 @@ fn spawn_connection(
                 }
             };
             if let Err(e) = result {
-                log::debug!("connection from {remote} ended with an error: {e}");
+                let reason = ConnectionError::of(&*e);
+                activity.count_error(&connection_app, reason);
+                log::debug!(
+                    target: "pulse::connection",
+                    remote:% = remote,
+                    reason = reason.label();
+                    "connection ended with an error: {e}"
+                );
             }
         }
     });
@@ -302,10 +370,24 @@ fn spawn_connection(
                 () = tokio::time::sleep(wait) => {}
             }
         }
-        log::debug!(
-            "closing connection from {remote}: no request in flight for {}",
-            seconds(idle_timeout)
-        );
+        if !activity.served.load(Ordering::Relaxed) {
+            // It never completed a request head: a silent or slowloris client.
+            activity.count_error(&watchdog_app, ConnectionError::HeaderTimeout);
+            log::debug!(
+                target: "pulse::connection",
+                remote:% = remote,
+                reason = ConnectionError::HeaderTimeout.label();
+                "closing connection: no request head within {}",
+                seconds(idle_timeout)
+            );
+        } else {
+            log::debug!(
+                target: "pulse::connection",
+                remote:% = remote;
+                "closing connection: no request in flight for {}",
+                seconds(idle_timeout)
+            );
+        }
         activity.close.notify_one();
         tokio::select! {
             _ = connection_ended.as_mut() => {}

@@ -12,5 +12,6 @@ mod http2;
 mod idle;
 mod logging;
 mod metrics;
+mod rejections;
 mod routes;
 mod shutdown;
