@@ -26,6 +26,10 @@ use crate::server;
 /// SECURITY: the largest webhook body read; Alertmanager sends a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// SECURITY: the most alerts one webhook request writes to the log; the rest
+/// are summed up in one line, so a single request cannot flood the log.
+pub const MAX_ALERTS_LOGGED: usize = 64;
+
 /// Serves until `shutdown` resolves, with pulse's connection cap and
 /// header read timeout.
 pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future) {
@@ -101,7 +105,17 @@ pub fn log_alerts(receiver_path: &str, body: &[u8]) -> Result<usize, String> {
         .get("receiver")
         .and_then(|r| r.as_str())
         .unwrap_or("-");
-    for alert in alerts {
+    if alerts.len() > MAX_ALERTS_LOGGED {
+        log::warn!(
+            target: "pulse::alert",
+            receiver = receiver,
+            path = receiver_path,
+            not_logged = alerts.len() - MAX_ALERTS_LOGGED;
+            "{} alerts in one webhook; logging the first {MAX_ALERTS_LOGGED}",
+            alerts.len()
+        );
+    }
+    for alert in alerts.iter().take(MAX_ALERTS_LOGGED) {
         // A label or annotation, `-` when the alert has none.
         let field = |section: &str, name: &str| {
             alert

@@ -328,7 +328,7 @@ fn with_line(out: &mut impl Write, build: impl FnOnce(&mut Vec<u8>)) -> io::Resu
 fn push_arguments(line: &mut Vec<u8>, args: &fmt::Arguments<'_>, json: bool) {
     match (args.as_str(), json) {
         (Some(text), true) => push_escaped(line, text),
-        (Some(text), false) => put(line, text.as_bytes()),
+        (Some(text), false) => push_text(line, text),
         (None, json) => {
             let _ = Escaping { line, json }.write_fmt(*args);
         }
@@ -361,7 +361,7 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
             if self.json {
                 push_json_string(line, text);
             } else {
-                put(line, text.as_bytes());
+                push_text(line, text);
             }
         } else if let Some(b) = value.to_bool() {
             line.extend_from_slice(if b { b"true" } else { b"false" });
@@ -374,7 +374,7 @@ impl<'kvs> VisitSource<'kvs> for Fields<'_> {
             let _ = write!(Escaping { line, json: true }, "{value}");
             line.push(b'"');
         } else {
-            let _ = write!(line, "{value}");
+            let _ = write!(Escaping { line, json: false }, "{value}");
         }
         Ok(())
     }
@@ -425,9 +425,36 @@ impl fmt::Write for Escaping<'_> {
         if self.json {
             push_escaped(self.line, text);
         } else {
-            put(self.line, text.as_bytes());
+            push_text(self.line, text);
         }
         Ok(())
+    }
+}
+
+/// SECURITY: text for the `text` format, with control characters escaped
+/// (`\n`, `\r`, `\t`, `\x1b`), so that a value a client or a webhook chose
+/// cannot end the line and forge another one.
+fn push_text(line: &mut Vec<u8>, text: &str) {
+    if !text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        put(line, text.as_bytes());
+        return;
+    }
+    for byte in text.bytes() {
+        match byte {
+            b'\n' => line.extend_from_slice(b"\\n"),
+            b'\r' => line.extend_from_slice(b"\\r"),
+            b'\t' => line.extend_from_slice(b"\\t"),
+            0..0x20 | 0x7f => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                line.extend_from_slice(&[
+                    b'\\',
+                    b'x',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]);
+            }
+            _ => line.push(byte),
+        }
     }
 }
 

@@ -291,3 +291,74 @@ async fn alert_log_writes_each_webhook_alert_as_a_log_line() {
     assert_eq!(get(addr, "/livez").await.status(), 200);
     assert_eq!(get(addr, "/anything").await.status(), 404);
 }
+
+/// Sends one webhook payload to a running alert log; returns the status.
+async fn post_webhook(addr: std::net::SocketAddr, payload: String) -> u16 {
+    let request = hyper::Request::post(format!("http://{addr}/page"))
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(payload)))
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender
+        .send_request(request)
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn alert_log_text_lines_cannot_be_forged_and_one_webhook_writes_a_bounded_number() {
+    let mut receiver = Binary::spawn_with(
+        temp_dir("alert-log-text"),
+        &["alert-log"],
+        &[("PULSE_LOG_FORMAT", "text")],
+    );
+    let addr = receiver.wait_until_listening();
+    // An annotation that tries to end the line and start a forged one.
+    let forged = "2026-01-01T00:00:00.000Z ERROR pulse::access: forged";
+    let payload = serde_json::json!({
+        "version": "4", "receiver": "page", "status": "firing",
+        "alerts": [{"status": "firing",
+                    "labels": {"alertname": "Evil\rName", "severity": "critical"},
+                    "annotations": {"summary": format!("real summary\n{forged}\u{1b}[2J")}}]
+    });
+    assert_eq!(post_webhook(addr, payload.to_string()).await, 200);
+    let line = receiver.wait_for_line("real summary", Duration::from_secs(5));
+    assert!(line.contains(r"real summary\n2026-01-01"), "{line}");
+    assert!(
+        line.contains(r"\x1b[2J") && line.contains(r"Evil\rName"),
+        "{line}"
+    );
+
+    // 200 alerts in one request: the first 64 and one summary line.
+    let alerts: Vec<serde_json::Value> = (0..200)
+        .map(|i| serde_json::json!({"status": "firing", "labels": {"alertname": format!("Flood{i}")}}))
+        .collect();
+    let payload = serde_json::json!({"version": "4", "receiver": "page", "status": "firing", "alerts": alerts});
+    assert_eq!(post_webhook(addr, payload.to_string()).await, 200);
+    receiver.wait_for_line(
+        "200 alerts in one webhook; logging the first 64",
+        Duration::from_secs(5),
+    );
+    receiver.signal("TERM");
+    receiver
+        .wait_exit(Duration::from_secs(10))
+        .expect("alert-log exits");
+    let lines = receiver.all_lines();
+    assert!(
+        !lines.iter().any(|l| l.starts_with(forged)),
+        "a forged line reached the log: {lines:#?}"
+    );
+    let flood = lines
+        .iter()
+        .filter(|l| l.contains("alert firing: Flood"))
+        .count();
+    assert_eq!(flood, 64, "one webhook wrote {flood} alert lines");
+}

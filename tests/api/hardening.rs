@@ -6,7 +6,7 @@ use pulse::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{get, raw_exchange, spawn_app, test_config};
+use crate::helpers::{get, raw_exchange, raw_exchange_closing, spawn_app, test_config};
 
 /// Reads until the server closes the connection; true if it did within `limit`.
 async fn closed_by_server(stream: &mut TcpStream, limit: Duration) -> bool {
@@ -162,7 +162,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 async fn malformed_and_oversized_requests_are_refused_and_pulse_carries_on() {
     let app = spawn_app(test_config()).await;
     let addr = app.addr;
-    let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
+    let long_uri = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let absurd_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200_000));
     let huge_header = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
@@ -174,6 +177,9 @@ async fn malformed_and_oversized_requests_are_refused_and_pulse_carries_on() {
             .map(|i| format!("X-H{i}: v\r\n"))
             .collect::<String>()
     );
+    // Each case must end in one of the listed outcomes: a status line, or ""
+    // for "closed without an answer". Every one closes the connection within
+    // 2 s: a server that hangs fails instead of passing as "".
     let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
         (
             "malformed request line",
@@ -216,10 +222,11 @@ async fn malformed_and_oversized_requests_are_refused_and_pulse_carries_on() {
         ("HTTP/0.9", b"GET /\r\n\r\n".to_vec(), &["HTTP/1.1 400", ""]),
     ];
     for (name, bytes, accepted) in cases {
-        let answer =
-            tokio::task::spawn_blocking(move || raw_exchange(addr, &bytes, Duration::from_secs(5)))
-                .await
-                .unwrap();
+        let answer = tokio::task::spawn_blocking(move || {
+            raw_exchange_closing(addr, &bytes, Duration::from_secs(2))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         let status_line = answer.lines().next().unwrap_or_default();
         assert!(
             accepted.iter().any(|a| if a.is_empty() {
@@ -426,13 +433,18 @@ async fn http2_caps_streams_and_survives_rapid_reset() {
     }
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
-    assert!(reset >= 1000, "only {reset} streams could be opened");
+    // What the README claims: 20 000 streams opened and cancelled.
+    assert_eq!(
+        reset, 20_000,
+        "only {reset} streams could be opened in 10 s"
+    );
 
     assert!(pulse.child.try_wait().unwrap().is_none(), "pulse died");
     assert_eq!(get(addr, "/").await.status(), 200);
     let after = rss_kib(pid);
+    // Flat: a few MiB of allocator slack at most, not per-stream state.
     assert!(
-        after < before + 20 * 1024,
+        after < before + 4 * 1024,
         "RSS grew from {before} KiB to {after} KiB after {reset} resets"
     );
     eprintln!(

@@ -141,6 +141,42 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Writes raw bytes and reads until the server closes the connection, which
+/// it must do within `limit`: an empty answer then means "closed without a
+/// word", never "still waiting".
+pub fn raw_exchange_closing(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
+    let started = Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream.write_all(bytes).expect("write");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!(
+                    "the server neither closed nor finished within {limit:?}; got {:?}",
+                    String::from_utf8_lossy(&answer)
+                )
+            }
+            // A reset is a close too (the server refused unread input).
+            Err(_) => break,
+        }
+        assert!(
+            started.elapsed() <= limit,
+            "the server kept the connection open past {limit:?}"
+        );
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// The real pulse executable, with its stdout lines delivered to `lines`.
 pub struct Binary {
     pub child: Child,

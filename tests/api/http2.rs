@@ -36,3 +36,35 @@ async fn h2_prior_knowledge_serves_the_same_routes() {
     // Connection-specific headers are illegal in HTTP/2, even while draining.
     assert_eq!(wrong.header("connection"), None);
 }
+
+/// SECURITY: an HTTP/2 header list over MAX_HEADER_LIST_BYTES is refused
+/// before any handler runs, and the connection goes on serving.
+#[tokio::test]
+async fn an_oversized_http2_header_list_is_refused_and_the_connection_carries_on() {
+    let app = spawn_app(Config::default()).await;
+    let addr = app.addr;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = |value: &str| {
+        hyper::Request::get(format!("http://{addr}/"))
+            .header("x-big", value)
+            .body(())
+            .unwrap()
+    };
+    let limit = pulse::server::MAX_HEADER_LIST_BYTES as usize;
+    let (response, _) = client
+        .send_request(request(&"a".repeat(limit + 1024)), true)
+        .unwrap();
+    assert_eq!(
+        response.await.expect("an answer, not a reset").status(),
+        431
+    );
+    // The same connection still serves, up to the limit.
+    let mut client = client.ready().await.expect("the connection survived");
+    let (response, _) = client
+        .send_request(request(&"a".repeat(limit - 1024)), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+}

@@ -44,23 +44,54 @@ async fn terminate_drains_then_finishes_in_flight_requests() {
     );
 }
 
-#[tokio::test]
-async fn the_shutdown_timeout_bounds_a_slow_request() {
-    let mut app = spawn_app(Config {
-        shutdown_timeout: Duration::from_millis(300),
-        ..test_config()
-    })
-    .await;
-    let addr = app.addr;
-    let _slow = tokio::spawn(async move { get(addr, "/delay/10000").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let started = Instant::now();
-    app.shutdown(ShutdownRequest::Interrupt);
-    tokio::time::timeout(Duration::from_secs(5), app.server)
-        .await
-        .expect("shutdown must not wait for the 10 s request")
+/// The real binary, so that "cut" means what it means in production: the
+/// process exits and the slow request's connection closes unanswered.
+#[test]
+fn the_shutdown_timeout_cuts_a_slow_request_and_the_process_exits_right_after() {
+    use std::io::{Read, Write};
+
+    let mut pulse = Binary::spawn(
+        "shutdown-timeout",
+        &[
+            ("PULSE_FAULT_INJECTION", "true"),
+            ("PULSE_DRAIN_DELAY", "0"),
+            ("PULSE_SHUTDOWN_TIMEOUT", "1s"),
+        ],
+    );
+    let addr = pulse.wait_until_listening();
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3));
+    slow.write_all(b"GET /delay/10000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let started = Instant::now();
+    pulse.signal("TERM");
+    let status = pulse
+        .wait_exit(Duration::from_secs(5))
+        .expect("pulse waited for the 10 s request");
+    let exited_after = started.elapsed();
+    // The 1 s timeout, and only a moment more.
+    assert!(
+        exited_after >= Duration::from_secs(1) && exited_after < Duration::from_millis(2500),
+        "exited {exited_after:?} after SIGTERM"
+    );
+    assert_eq!(status.code(), Some(0));
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "the slow request was answered: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    let lines = pulse.all_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("timeout of 1.000s reached")),
+        "{lines:#?}"
+    );
 }
 
 #[tokio::test]
