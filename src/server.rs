@@ -15,12 +15,13 @@
 //!    timeout to finish (HTTP/2 clients receive GOAWAY);
 //! 4. [`serve`] returns.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -83,15 +84,25 @@ pub async fn serve(
     let http = Arc::new(http_builder(&config));
     let (stop_connections, connections_stopping) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let connections = Arc::new(Connections::default());
     let mut shutdown = pin!(shutdown);
     let spawn = |(stream, remote, permit)| {
-        spawn_connection(&http, &app, &connections_stopping, stream, remote, permit);
+        let registration = connections.register();
+        spawn_connection(
+            &http,
+            &app,
+            &connections_stopping,
+            stream,
+            remote,
+            permit,
+            registration,
+        );
     };
 
     let request = loop {
         tokio::select! {
             request = &mut shutdown => break request,
-            accepted = accept(&listener, &permits) => spawn(accepted),
+            accepted = accept_within_cap(&listener, &permits, &connections) => spawn(accepted),
         }
     };
 
@@ -106,7 +117,7 @@ pub async fn serve(
         loop {
             tokio::select! {
                 () = &mut drained => break,
-                accepted = accept(&listener, &permits) => spawn(accepted),
+                accepted = accept_within_cap(&listener, &permits, &connections) => spawn(accepted),
             }
         }
     }
@@ -148,8 +159,41 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     http
 }
 
-/// Waits for a free connection slot, then for a connection. While all slots
-/// are taken, new connections wait in the kernel's accept queue.
+/// Waits for a connection, then for a free slot for it. When every slot is
+/// taken, the connection that has been idle longest is closed to make room:
+/// an idle keep-alive connection loses nothing (its client reconnects when
+/// it next needs to), while the new client would otherwise wait up to the
+/// idle timeout. When every connection has a request in flight, the new one
+/// waits for the first to finish, and later ones wait in the kernel's
+/// accept queue: nothing is refused.
+async fn accept_within_cap(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    connections: &Connections,
+) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+    let (stream, remote) = accept_connection(listener).await;
+    if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+        return (stream, remote, permit);
+    }
+    loop {
+        connections.evict_longest_idle();
+        tokio::select! {
+            permit = Arc::clone(permits).acquire_owned() => {
+                let Ok(permit) = permit else {
+                    // The semaphore is never closed; if it were, stop accepting.
+                    return std::future::pending().await;
+                };
+                return (stream, remote, permit);
+            }
+            // Every connection was busy: look again for one gone idle.
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Waits for a free connection slot, then for a connection (the alert log's
+/// simpler policy: while all slots are taken, new connections wait in the
+/// kernel's accept queue).
 pub(crate) async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
@@ -158,9 +202,14 @@ pub(crate) async fn accept(
         // The semaphore is never closed; if it were, stop accepting.
         return std::future::pending().await;
     };
+    let (stream, remote) = accept_connection(listener).await;
+    (stream, remote, permit)
+}
+
+async fn accept_connection(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
-            Ok((stream, remote)) => return (stream, remote, permit),
+            Ok(accepted) => return accepted,
             // Out of file descriptors or memory: retrying at once would be a
             // busy loop, so back off; warn at most every 10 s.
             Err(e) if is_resource_exhaustion(&e) => {
@@ -225,6 +274,9 @@ struct Activity {
     idle_since_ms: AtomicU64,
     /// Asks the connection to close gracefully.
     close: Notify,
+    /// Asks the watchdog to close the connection now: a new client needs
+    /// its slot.
+    evict: Notify,
 }
 
 impl Activity {
@@ -236,6 +288,7 @@ impl Activity {
             error_counted: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             close: Notify::new(),
+            evict: Notify::new(),
         }
     }
 
@@ -257,6 +310,64 @@ impl Activity {
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
         Some(self.opened.elapsed().saturating_sub(since))
     }
+}
+
+/// The open connections' activity, to find the one idle longest.
+#[derive(Default)]
+struct Connections {
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Connections {
+    fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new());
+        lock(&self.open).insert(id, Arc::clone(&activity));
+        Registration {
+            connections: Arc::clone(self),
+            id,
+            activity,
+        }
+    }
+
+    /// Asks the connection with no request in flight for the longest time to
+    /// close; false if every connection is busy.
+    fn evict_longest_idle(&self) -> bool {
+        let open = lock(&self.open);
+        let victim = open
+            .values()
+            .filter_map(|activity| Some((activity.idle_for()?, activity)))
+            .max_by_key(|(idle, _)| *idle);
+        match victim {
+            Some((_, activity)) => {
+                activity.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in [`Connections`], removed when dropped.
+struct Registration {
+    connections: Arc<Connections>,
+    id: u64,
+    activity: Arc<Activity>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.connections.open).remove(&self.id);
+    }
+}
+
+/// A poisoned lock only means a thread panicked between two statements that
+/// leave the map consistent; carry on with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Marks a request in flight on its connection until dropped, when the
@@ -286,6 +397,7 @@ fn spawn_connection(
     stream: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
+    registration: Registration,
 ) {
     // Small responses must not wait for Nagle's algorithm.
     if let Err(e) = stream.set_nodelay(true) {
@@ -295,7 +407,7 @@ fn spawn_connection(
     let open = app.metrics().track_connection();
     let (connection_app, watchdog_app) = (app.clone(), app.clone());
     let idle_timeout = app.config().header_read_timeout;
-    let activity = Arc::new(Activity::new());
+    let activity = Arc::clone(&registration.activity);
     let mut stopping = stopping.clone();
     // Resolves (with an error) when the connection task ends, so the
     // watchdog stops with it instead of sleeping on.
@@ -317,6 +429,7 @@ fn spawn_connection(
             let _slot = permit;
             let _open = open;
             let _ended = ended;
+            let _registered = registration;
             let mut connection = pin!(
                 http.serve_connection(TokioIo::new(stream), service)
                     .into_owned()
@@ -359,18 +472,26 @@ fn spawn_connection(
     let abort = connection.abort_handle();
     tokio::spawn(async move {
         let mut connection_ended = pin!(connection_ended);
-        loop {
+        let mut evicted = pin!(activity.evict.notified());
+        let evicted = loop {
             let wait = match activity.idle_for() {
-                Some(idle) if idle >= idle_timeout => break,
+                Some(idle) if idle >= idle_timeout => break false,
                 Some(idle) => idle_timeout - idle,
                 None => idle_timeout,
             };
             tokio::select! {
                 _ = connection_ended.as_mut() => return,
+                () = evicted.as_mut() => break true,
                 () = tokio::time::sleep(wait) => {}
             }
-        }
-        if !activity.served.load(Ordering::Relaxed) {
+        };
+        if evicted {
+            log::debug!(
+                target: "pulse::connection",
+                remote:% = remote;
+                "closing the connection idle longest: every slot is taken and a new client waits"
+            );
+        } else if !activity.served.load(Ordering::Relaxed) {
             // It never completed a request head: a silent or slowloris client.
             activity.count_error(&watchdog_app, ConnectionError::HeaderTimeout);
             log::debug!(
@@ -391,7 +512,13 @@ fn spawn_connection(
         activity.close.notify_one();
         tokio::select! {
             _ = connection_ended.as_mut() => {}
-            () = tokio::time::sleep(IDLE_CLOSE_GRACE) => abort.abort(),
+            () = tokio::time::sleep(IDLE_CLOSE_GRACE) => {
+                // Cut a client that ignores GOAWAY, but never a request that
+                // arrived meanwhile: graceful_shutdown lets that one finish.
+                if activity.idle_for().is_some() {
+                    abort.abort();
+                }
+            }
         }
     });
 }

@@ -116,13 +116,15 @@ async fn silent_and_idle_connections_are_closed_after_the_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+async fn at_the_cap_the_connection_idle_longest_makes_room() {
     let app = spawn_app(Config {
         max_connections: 4,
         header_read_timeout: Duration::from_secs(30),
         ..test_config()
     })
     .await;
+    // Four keep-alive connections, each idle after one request; the first
+    // has been idle longest.
     let mut open = Vec::new();
     for _ in 0..4 {
         let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -134,7 +136,57 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         let n = stream.read(&mut response).await.unwrap();
         assert!(response[..n].starts_with(b"HTTP/1.1 200"));
         open.push(stream);
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A fifth client is served at once, not after the 30 s idle timeout.
+    let started = Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(2), get(app.addr, "/"))
+        .await
+        .expect("a new client waited although every connection was idle");
+    assert_eq!(answer.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The one idle longest was closed for it; the others are still open.
+    assert!(
+        closed_by_server(&mut open[0], Duration::from_secs(1)).await,
+        "the longest-idle connection stayed open"
+    );
+    for stream in &mut open[1..] {
+        stream
+            .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = [0u8; 512];
+        let n = stream.read(&mut response).await.unwrap();
+        assert!(
+            response[..n].starts_with(b"HTTP/1.1 200"),
+            "a younger idle connection was closed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_while_every_slot_is_busy() {
+    let app = spawn_app(Config {
+        max_connections: 4,
+        header_read_timeout: Duration::from_secs(30),
+        ..test_config()
+    })
+    .await;
+    // Four connections, each with a 1.5 s request in flight: none is idle.
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream
+            .write_all(b"GET /delay/1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     // The fifth connects (the kernel queues it) but is not served yet.
     let mut waiting = TcpStream::connect(app.addr).await.unwrap();
     waiting
@@ -143,9 +195,22 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         .unwrap();
     let mut response = [0u8; 512];
     let early = tokio::time::timeout(Duration::from_millis(500), waiting.read(&mut response)).await;
-    assert!(early.is_err(), "a connection beyond the cap was served");
-
-    drop(open.pop());
+    assert!(
+        early.is_err(),
+        "a connection beyond the cap was served while all were busy"
+    );
+    // Every busy request is answered, none cut to make room.
+    for stream in &mut busy {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+            .await
+            .expect("the busy request finished")
+            .unwrap();
+        assert!(
+            response[..n].starts_with(b"HTTP/1.1 200"),
+            "a busy request was cut"
+        );
+    }
+    // Then a slot frees and the waiting one is served.
     let n = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut response))
         .await
         .expect("served once a slot was free")

@@ -1,6 +1,9 @@
-//! Idle connections cannot hold the connection cap: with every slot taken
-//! by clients that made one request and then sat idle, a fresh client is
-//! served within the idle timeout (the header read timeout) plus one second.
+//! Idle connections cannot hold the connection cap: clients that made one
+//! request and then sat idle are closed within the idle timeout (the header
+//! read timeout) plus one second, on HTTP/1.1 and HTTP/2 alike, so a fresh
+//! client is served by then. (At the cap, a new client does not even wait
+//! for that: tests/api/hardening.rs shows the longest-idle connection
+//! making room at once.)
 
 use std::time::{Duration, Instant};
 
@@ -75,25 +78,30 @@ async fn fresh_client_is_served_despite_idlers(version: Version) {
     }
     let idle_from = Instant::now();
 
-    let fresh = tokio::time::timeout(IDLE_TIMEOUT + Duration::from_secs(1), get(app.addr, "/"))
-        .await
-        .unwrap_or_else(|_| {
-            panic!("{SLOTS} idle {version:?} clients held every slot: a fresh client got no answer within the idle timeout + 1 s")
-        });
-    assert_eq!(fresh.status(), 200);
-    let waited = idle_from.elapsed();
-    assert!(
-        waited < IDLE_TIMEOUT + Duration::from_secs(1),
-        "the fresh client waited {waited:?}"
-    );
-    // The server closed every idle connection (on HTTP/2 with GOAWAY, which
-    // ends the client's connection task cleanly).
+    // The idle timeout closes every one of them (HTTP/2 with GOAWAY, which
+    // ends the client's connection task cleanly) within the timeout + 1 s,
+    // with no new client asking for a slot.
+    let deadline = idle_from + IDLE_TIMEOUT + Duration::from_secs(1);
     for idler in idlers {
-        tokio::time::timeout(Duration::from_secs(2), idler.connection)
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, idler.connection)
             .await
-            .unwrap_or_else(|_| panic!("an idle {version:?} connection stayed open"))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "an idle {version:?} connection was still open {:?} after its last request",
+                    idle_from.elapsed()
+                )
+            })
             .expect("client connection task");
     }
+    // So a fresh client is served within the timeout + 1 s.
+    let fresh = tokio::time::timeout(
+        deadline.saturating_duration_since(Instant::now()) + Duration::from_millis(200),
+        get(app.addr, "/"),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{SLOTS} idle {version:?} clients held every slot"));
+    assert_eq!(fresh.status(), 200);
 }
 
 #[tokio::test]
