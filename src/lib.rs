@@ -11,6 +11,8 @@
 //!   one request, in-process.
 //! - `server`: puts an `App` on a listener: HTTP/1.1 and h2c, timeouts, the
 //!   connection cap, and graceful shutdown.
+//! - `connection`: each open connection's activity, for the idle watchdog
+//!   and for making room at the cap.
 //! - `metrics` and `process_metrics`: Prometheus metrics.
 //! - `logging`: text and JSON log formats.
 //! - `request_id`, `build_info`: small helpers.
@@ -25,6 +27,7 @@ pub mod app;
 pub mod build_info;
 pub mod cli;
 pub mod config;
+mod connection;
 pub mod dotenv;
 pub mod healthcheck;
 pub mod logging;

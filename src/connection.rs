@@ -1,0 +1,141 @@
+//! What the server knows about each open connection: whether a request is
+//! in flight and since when it has been idle. The idle watchdog in
+//! `server` closes a connection idle for too long, and at the connection
+//! cap the one idle longest makes room for a new client.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::app::App;
+use crate::metrics::ConnectionError;
+
+/// When a connection last had a request in flight, for its idle watchdog.
+pub(crate) struct Activity {
+    opened: Instant,
+    in_flight: AtomicUsize,
+    /// Whether a request head has ever arrived.
+    pub(crate) served: AtomicBool,
+    /// Whether this connection's error has been counted: the watchdog and
+    /// hyper may both see a silent client time out; it counts once.
+    error_counted: AtomicBool,
+    /// Milliseconds from `opened` to the end of the last request.
+    idle_since_ms: AtomicU64,
+    /// Asks the connection to close gracefully.
+    pub(crate) close: Notify,
+    /// Asks the watchdog to close the connection now: a new client needs
+    /// its slot.
+    pub(crate) evict: Notify,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            opened: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
+            error_counted: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+            close: Notify::new(),
+            evict: Notify::new(),
+        }
+    }
+
+    /// Counts the error this connection ended with, once.
+    pub(crate) fn count_error(&self, app: &App, error: ConnectionError) {
+        if !self.error_counted.swap(true, Ordering::AcqRel) {
+            app.metrics().count_connection_error(error);
+        }
+    }
+
+    /// How long the connection has had no request in flight; None while it
+    /// has one.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some(self.opened.elapsed().saturating_sub(since))
+    }
+}
+
+/// The open connections' activity, to find the one idle longest.
+#[derive(Default)]
+pub(crate) struct Connections {
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Connections {
+    pub(crate) fn register(self: &Arc<Self>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let activity = Arc::new(Activity::new());
+        lock(&self.open).insert(id, Arc::clone(&activity));
+        Registration {
+            connections: Arc::clone(self),
+            id,
+            activity,
+        }
+    }
+
+    /// Asks the connection with no request in flight for the longest time to
+    /// close; false if every connection is busy.
+    pub(crate) fn evict_longest_idle(&self) -> bool {
+        let open = lock(&self.open);
+        let victim = open
+            .values()
+            .filter_map(|activity| Some((activity.idle_for()?, activity)))
+            .max_by_key(|(idle, _)| *idle);
+        match victim {
+            Some((_, activity)) => {
+                activity.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in [`Connections`], removed when dropped.
+pub(crate) struct Registration {
+    connections: Arc<Connections>,
+    id: u64,
+    pub(crate) activity: Arc<Activity>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&self.connections.open).remove(&self.id);
+    }
+}
+
+/// A poisoned lock only means a thread panicked between two statements that
+/// leave the map consistent; carry on with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Marks a request in flight on its connection until dropped, when the
+/// response has been handed to hyper (or the handler was cancelled).
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Busy {
+    pub(crate) fn new(activity: &Arc<Activity>) -> Busy {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.served.store(true, Ordering::Relaxed);
+        Busy(Arc::clone(activity))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.idle_since_ms.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
