@@ -187,6 +187,16 @@ pub fn flush(deadline: Duration) -> bool {
     *flushed >= target
 }
 
+/// Flushes the log, within its deadline, when dropped: on return and on a
+/// panic unwinding alike. The binary holds one for its whole run.
+pub struct FlushOnDrop(pub Duration);
+
+impl Drop for FlushOnDrop {
+    fn drop(&mut self) {
+        flush(self.0);
+    }
+}
+
 /// env_logger's pipe target: it appends each formatted line to the batch,
 /// or drops and counts it when the batch is full. It never touches stdout.
 /// env_logger calls `flush` after every line; that is deliberately a no-op.

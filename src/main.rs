@@ -83,17 +83,8 @@ fn serve_command(command: Command) -> ExitCode {
     // Log lines are batched; none may be lost on the way out, even when a
     // panic unwinds out of here. A blocked stdout holds the exit up for the
     // shutdown timeout at most.
-    let _flush = FlushOnExit(config.shutdown_timeout);
+    let _flush = logging::FlushOnDrop(config.shutdown_timeout);
     serve(config, command)
-}
-
-/// Flushes the log when dropped: on return and on unwinding alike.
-struct FlushOnExit(std::time::Duration);
-
-impl Drop for FlushOnExit {
-    fn drop(&mut self) {
-        logging::flush(self.0);
-    }
 }
 
 fn serve(config: Config, command: Command) -> ExitCode {
