@@ -22,17 +22,13 @@ fn run_to_end(
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("run pulse");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let code = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status.code();
-        }
-        if std::time::Instant::now() > deadline {
+    let code = match crate::helpers::wait_exit(&mut child, Duration::from_secs(10)) {
+        Some(status) => status.code(),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
+            None
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     let read = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default();
     (code, read(&stdout_path), read(&stderr_path))
@@ -265,19 +261,7 @@ async fn alert_log_writes_each_webhook_alert_as_a_log_line() {
     let payload = r#"{"version":"4","receiver":"page","status":"firing","alerts":[
         {"status":"firing","labels":{"alertname":"PulseDown","severity":"critical","instance":"pulse:8080"},
          "annotations":{"summary":"pulse is down","runbook_url":"docs/runbooks.md#pulsedown"}}]}"#;
-    let request = hyper::Request::post(format!("http://{addr}/page"))
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(hyper::body::Bytes::from(payload)))
-        .unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
-    let response = sender.send_request(request).await.unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(post_webhook(addr, payload.to_owned()).await, 200);
 
     let line = receiver.wait_for_line("\"alertname\":\"PulseDown\"", Duration::from_secs(5));
     let alert: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -127,24 +127,17 @@ pub async fn call(addr: SocketAddr, method: &str, path: &str) -> Answer {
 
 /// Writes raw bytes and reads until the server closes or `timeout` passes.
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(timeout)).unwrap();
-    stream.write_all(bytes).expect("write");
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => answer.extend_from_slice(&chunk[..n]),
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
+    exchange_raw(addr, bytes, timeout, false)
 }
 
 /// Writes raw bytes and reads until the server closes the connection, which
 /// it must do within `limit`: an empty answer then means "closed without a
 /// word", never "still waiting".
 pub fn raw_exchange_closing(addr: SocketAddr, bytes: &[u8], limit: Duration) -> String {
+    exchange_raw(addr, bytes, limit, true)
+}
+
+fn exchange_raw(addr: SocketAddr, bytes: &[u8], limit: Duration, must_close: bool) -> String {
     let started = Instant::now();
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(limit)).unwrap();
@@ -156,25 +149,39 @@ pub fn raw_exchange_closing(addr: SocketAddr, bytes: &[u8], limit: Duration) -> 
             Ok(0) => break,
             Ok(n) => answer.extend_from_slice(&chunk[..n]),
             Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
+                if must_close
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
             {
                 panic!(
                     "the server neither closed nor finished within {limit:?}; got {:?}",
                     String::from_utf8_lossy(&answer)
                 )
             }
-            // A reset is a close too (the server refused unread input).
+            // A timeout (when allowed), or a reset: the server refused
+            // unread input, which is a close too.
             Err(_) => break,
         }
         assert!(
-            started.elapsed() <= limit,
+            !must_close || started.elapsed() <= limit,
             "the server kept the connection open past {limit:?}"
         );
     }
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Waits for a child process to exit; None if it is still running after `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
 }
 
 /// The real pulse executable, with its stdout lines delivered to `lines`.
@@ -288,14 +295,7 @@ impl Binary {
 
     /// Waits for the process to exit; None if it is still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
+        wait_exit(&mut self.child, timeout)
     }
 
     /// Every stdout line so far, after the process has exited.
