@@ -86,6 +86,39 @@ pub fn request_id(data: &[u8]) {
     }
 }
 
+/// The W3C trace-context parsers: an accepted `traceparent` round-trips
+/// through pulse's own header, and an accepted `tracestate` stays within the
+/// spec's limits and is a valid header value.
+pub fn trace_context(data: &[u8]) {
+    use pulse::trace_context::{self, SpanContext};
+
+    if let Some(parent) = trace_context::parse_traceparent(data) {
+        assert!(data.len() >= 55);
+        assert!(
+            data[..55]
+                .iter()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || *b == b'-')
+        );
+        assert_ne!(parent.trace_id, [0; 16]);
+        assert_ne!(parent.span_id, [0; 8]);
+        let span = SpanContext::new(Some(parent), &pulse::request_id::IdGenerator::default());
+        let header = span.traceparent();
+        let reparsed =
+            trace_context::parse_traceparent(header.as_bytes()).expect("pulse's own traceparent");
+        assert_eq!(reparsed.trace_id, parent.trace_id);
+        assert_eq!(&header.as_bytes()[3..35], &data[3..35]);
+    }
+    if trace_context::is_valid_tracestate(data) {
+        assert!(data.len() <= trace_context::MAX_TRACESTATE_BYTES);
+        assert!(hyper::header::HeaderValue::from_bytes(data).is_ok());
+        let members = data
+            .split(|&b| b == b',')
+            .filter(|m| m.iter().any(|b| *b != b' ' && *b != b'\t'))
+            .count();
+        assert!((1..=trace_context::MAX_TRACESTATE_MEMBERS).contains(&members));
+    }
+}
+
 /// The `.env` parser.
 pub fn dotenv(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

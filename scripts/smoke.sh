@@ -100,4 +100,12 @@ fetch GET / -H "X-Request-Id: $sent"
 [ "$(header x-request-id)" = "$sent" ] || fail "X-Request-Id $sent came back as '$(header x-request-id)'"
 pass "GET / echoes X-Request-Id $sent"
 
+parent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+fetch GET / -H "traceparent: $parent"
+returned="$(header traceparent)"
+[[ "$returned" =~ ^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$ ]] ||
+  fail "GET / with traceparent $parent answered traceparent '$returned'"
+[ "$returned" != "$parent" ] || fail "GET / answered the caller's span id, not its own"
+pass "GET / continues the W3C trace: traceparent $returned"
+
 printf 'smoke: %s passed, 0 failed against %s\n' "$checks" "$base"

@@ -21,6 +21,7 @@ use crate::logging;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
 use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
+use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE};
 
 /// The response body type: every pulse answer is small and complete.
 pub type Body = Full<Bytes>;
@@ -96,6 +97,13 @@ impl App {
         } else {
             routes::dispatch(verb, path, state.config.fault_injection)
         };
+        // A valid traceparent continues the caller's trace; only then is its
+        // tracestate read (W3C Trace Context: never without a traceparent).
+        let parent = request
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|value| trace_context::parse_traceparent(value.as_bytes()));
+        let tracestate = parent.and_then(|_| incoming_tracestate(request.headers()));
         let exchange = Exchange {
             received: Instant::now(),
             in_flight: state.metrics.track_in_flight(),
@@ -107,6 +115,8 @@ impl App {
                 .filter(|id| request_id::is_acceptable(id.as_bytes()))
                 .cloned()
                 .unwrap_or_else(|| state.ids.next()),
+            trace: SpanContext::new(parent, &state.ids),
+            tracestate,
             http1: request.version() <= Version::HTTP_11,
             remote,
         };
@@ -168,6 +178,8 @@ impl App {
             verb,
             route,
             request_id,
+            trace,
+            tracestate,
             http1,
             remote,
         } = exchange;
@@ -184,6 +196,10 @@ impl App {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         headers.insert(X_REQUEST_ID.clone(), request_id);
+        headers.insert(TRACEPARENT.clone(), trace.traceparent());
+        if let Some(tracestate) = tracestate {
+            headers.insert(TRACESTATE.clone(), tracestate);
+        }
 
         if verb == Verb::Head {
             response = without_body(response);
@@ -194,6 +210,7 @@ impl App {
         self.state.metrics.observe(verb, route, status, elapsed);
         drop(in_flight);
         let mut remote_buffer = [0u8; 64];
+        let (mut trace_id, mut span_id) = ([0u8; 32], [0u8; 16]);
         let level = if route.is_probe() {
             log::Level::Debug
         } else {
@@ -211,6 +228,8 @@ impl App {
                 .get(&X_REQUEST_ID)
                 .and_then(|id| id.to_str().ok())
                 .unwrap_or("-"),
+            trace_id = trace.trace_id_hex(&mut trace_id),
+            span_id = trace.span_id_hex(&mut span_id),
             remote = remote_text(remote, &mut remote_buffer);
             "request"
         );
@@ -275,6 +294,9 @@ struct Exchange {
     verb: Verb,
     route: Route,
     request_id: HeaderValue,
+    /// pulse's span, and the caller's `tracestate` to pass on.
+    trace: SpanContext,
+    tracestate: Option<HeaderValue>,
     http1: bool,
     remote: Option<SocketAddr>,
 }
@@ -352,6 +374,32 @@ fn without_body(response: Response<Body>) -> Response<Body> {
 
 fn duration_millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The caller's `tracestate`, several headers joined as the spec says, if
+/// it is within the spec's limits; None drops it.
+fn incoming_tracestate(headers: &hyper::HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(&TRACESTATE).iter();
+    let first = values.next()?;
+    let joined = match values.next() {
+        None => first.clone(),
+        Some(second) => {
+            let mut bytes =
+                [first, second]
+                    .into_iter()
+                    .chain(values)
+                    .fold(Vec::new(), |mut all, value| {
+                        if !all.is_empty() {
+                            all.push(b',');
+                        }
+                        all.extend_from_slice(value.as_bytes());
+                        all
+                    });
+            bytes.truncate(trace_context::MAX_TRACESTATE_BYTES + 1);
+            HeaderValue::from_bytes(&bytes).ok()?
+        }
+    };
+    trace_context::is_valid_tracestate(joined.as_bytes()).then_some(joined)
 }
 
 fn truncate(text: &str, max: usize) -> &str {

@@ -16,6 +16,7 @@
 //! - `metrics` and `process_metrics`: Prometheus metrics.
 //! - `logging`: text and JSON log formats.
 //! - `request_id`, `build_info`: small helpers.
+//! - `trace_context`: W3C `traceparent` and `tracestate`.
 //! - `cli`, `healthcheck`, `signals`: what only the binary uses.
 //! - `alert_log`: `pulse alert-log`, the monitoring stack's webhook receiver.
 
@@ -38,6 +39,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod signals;
+pub mod trace_context;
 
 pub use app::App;
 pub use config::{Config, ConfigError, LogFormat};

@@ -40,6 +40,15 @@ impl Default for IdGenerator {
 }
 
 impl IdGenerator {
+    /// 64 bits for trace and span ids: the next count, scrambled by a
+    /// bijection keyed per process, so values do not repeat within a
+    /// process, differ between processes, and every bit varies (trace-id
+    /// ratio samplers read the low bits).
+    pub fn random_u64(&self) -> u64 {
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        splitmix64(count ^ self.key) ^ self.prefix
+    }
+
     /// A new 32-character lowercase hex id.
     pub fn next(&self) -> HeaderValue {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);

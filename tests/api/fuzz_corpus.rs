@@ -84,3 +84,16 @@ fn config_corpus() {
         ],
     );
 }
+
+#[test]
+fn trace_context_corpus() {
+    replay(
+        "trace_context",
+        checks::trace_context,
+        &[
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            b"congo=t61rcWkgMzE",
+            b"",
+        ],
+    );
+}

@@ -15,3 +15,4 @@ mod metrics;
 mod rejections;
 mod routes;
 mod shutdown;
+mod tracing;
