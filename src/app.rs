@@ -21,7 +21,7 @@ use crate::logging;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
 use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
-use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE};
+use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE, Traceparent};
 
 /// The response body type: every pulse answer is small and complete.
 pub type Body = Full<Bytes>;
@@ -196,7 +196,8 @@ impl App {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         headers.insert(X_REQUEST_ID.clone(), request_id);
-        headers.insert(TRACEPARENT.clone(), trace.traceparent());
+        let traceparent = Traceparent::of(&trace);
+        headers.insert(TRACEPARENT.clone(), traceparent.header());
         if let Some(tracestate) = tracestate {
             headers.insert(TRACESTATE.clone(), tracestate);
         }
@@ -210,7 +211,6 @@ impl App {
         self.state.metrics.observe(verb, route, status, elapsed);
         drop(in_flight);
         let mut remote_buffer = [0u8; 64];
-        let (mut trace_id, mut span_id) = ([0u8; 32], [0u8; 16]);
         let level = if route.is_probe() {
             log::Level::Debug
         } else {
@@ -228,8 +228,8 @@ impl App {
                 .get(&X_REQUEST_ID)
                 .and_then(|id| id.to_str().ok())
                 .unwrap_or("-"),
-            trace_id = trace.trace_id_hex(&mut trace_id),
-            span_id = trace.span_id_hex(&mut span_id),
+            trace_id = traceparent.trace_id(),
+            span_id = traceparent.span_id(),
             remote = remote_text(remote, &mut remote_buffer);
             "request"
         );

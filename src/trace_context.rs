@@ -180,25 +180,37 @@ impl SpanContext {
 
     /// `00-<trace id>-<span id>-<flags>`: the `traceparent` pulse answers with.
     pub fn traceparent(&self) -> HeaderValue {
+        Traceparent::of(self).header()
+    }
+}
+
+/// A span's `traceparent` text, formatted once for both the response
+/// header and the access log.
+pub struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    pub fn of(span: &SpanContext) -> Traceparent {
         let mut text = [0u8; 55];
         text[..3].copy_from_slice(b"00-");
-        write_hex(&mut text[3..35], &self.trace_id);
+        write_hex(&mut text[3..35], &span.trace_id);
         text[35] = b'-';
-        write_hex(&mut text[36..52], &self.span_id);
-        text[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+        write_hex(&mut text[36..52], &span.span_id);
+        text[52..].copy_from_slice(if span.sampled { b"-01" } else { b"-00" });
+        Traceparent(text)
     }
 
-    /// The trace id as 32 lowercase hex characters, in `buffer`.
-    pub fn trace_id_hex<'a>(&self, buffer: &'a mut [u8; 32]) -> &'a str {
-        write_hex(buffer, &self.trace_id);
-        std::str::from_utf8(buffer).unwrap_or("-")
+    pub fn header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.0).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 
-    /// The span id as 16 lowercase hex characters, in `buffer`.
-    pub fn span_id_hex<'a>(&self, buffer: &'a mut [u8; 16]) -> &'a str {
-        write_hex(buffer, &self.span_id);
-        std::str::from_utf8(buffer).unwrap_or("-")
+    /// The trace id, 32 lowercase hex characters.
+    pub fn trace_id(&self) -> &str {
+        std::str::from_utf8(&self.0[3..35]).unwrap_or("-")
+    }
+
+    /// The span id, 16 lowercase hex characters.
+    pub fn span_id(&self) -> &str {
+        std::str::from_utf8(&self.0[36..52]).unwrap_or("-")
     }
 }
 
