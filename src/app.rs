@@ -381,24 +381,16 @@ fn duration_millis(duration: Duration) -> u64 {
 fn incoming_tracestate(headers: &hyper::HeaderMap) -> Option<HeaderValue> {
     let mut values = headers.get_all(&TRACESTATE).iter();
     let first = values.next()?;
-    let joined = match values.next() {
-        None => first.clone(),
-        Some(second) => {
-            let mut bytes =
-                [first, second]
-                    .into_iter()
-                    .chain(values)
-                    .fold(Vec::new(), |mut all, value| {
-                        if !all.is_empty() {
-                            all.push(b',');
-                        }
-                        all.extend_from_slice(value.as_bytes());
-                        all
-                    });
-            bytes.truncate(trace_context::MAX_TRACESTATE_BYTES + 1);
-            HeaderValue::from_bytes(&bytes).ok()?
+    let mut joined = first.clone();
+    for value in values {
+        let mut bytes = joined.as_bytes().to_vec();
+        bytes.push(b',');
+        bytes.extend_from_slice(value.as_bytes());
+        if bytes.len() > trace_context::MAX_TRACESTATE_BYTES {
+            return None;
         }
-    };
+        joined = HeaderValue::from_bytes(&bytes).ok()?;
+    }
     trace_context::is_valid_tracestate(joined.as_bytes()).then_some(joined)
 }
 

@@ -109,6 +109,17 @@ async fn tracestate_is_passed_on_within_the_spec_limits() {
     )
     .await;
     assert_eq!(answer.header("tracestate"), None);
+    // Several tracestate headers are one list, joined in order.
+    let answer = get_with(
+        app.addr,
+        &[
+            ("traceparent", &incoming),
+            ("tracestate", "congo=t61"),
+            ("tracestate", "rojo=00f0"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.header("tracestate"), Some("congo=t61,rojo=00f0"));
 }
 
 #[tokio::test]
