@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use crate::app::App;
+use crate::lock;
 use crate::metrics::ConnectionError;
 
 /// When a connection last had a request in flight, for its idle watchdog.
@@ -110,14 +111,6 @@ impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.connections.open).remove(&self.id);
     }
-}
-
-/// A poisoned lock only means a thread panicked between two statements that
-/// leave the map consistent; carry on with it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Marks a request in flight on its connection until dropped, when the

@@ -42,5 +42,14 @@ pub mod signals;
 pub mod trace_context;
 
 pub use app::App;
+
+/// Locks a mutex whose data stays valid even if a thread panicked holding
+/// it (the log batch, the open-connection map): a poisoned lock must not
+/// take logging or accepting down with it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{ShutdownRequest, run, serve};

@@ -21,13 +21,14 @@ use std::cell::{Cell, RefCell};
 use std::fmt::{self, Write as _};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::kv::{self, Key, Value, VisitSource};
 use prometheus::IntCounter;
 
 use crate::config::{Config, LogFormat};
+use crate::lock;
 
 /// The longest a log line waits in the buffer before it reaches stdout.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
@@ -77,14 +78,6 @@ pub fn dropped_lines() -> &'static IntCounter {
         )
         .expect("static metric definition")
     })
-}
-
-/// A poisoned lock only means a thread panicked while appending bytes; the
-/// buffer is still a valid Vec, so logging carries on.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Installs the global logger and starts the writer thread. Fails only if a
