@@ -101,7 +101,11 @@ pub fn trace_context(data: &[u8]) {
         );
         assert_ne!(parent.trace_id, [0; 16]);
         assert_ne!(parent.span_id, [0; 8]);
-        let span = SpanContext::new(Some(parent), &pulse::request_id::IdGenerator::default());
+        let span = SpanContext::new(
+            Some(parent),
+            &pulse::request_id::IdGenerator::default(),
+            None,
+        );
         let header = span.traceparent();
         let reparsed =
             trace_context::parse_traceparent(header.as_bytes()).expect("pulse's own traceparent");

@@ -65,6 +65,11 @@ smoke_binary() {
   return "$code"
 }
 
+otlp_export() {
+  pip_install 'opentelemetry-proto>=1.27'
+  python3 tests/otlp_export.py "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl"
+}
+
 image() {
   PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build-image.sh amd64 localhost/pulse:dev
   PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build-image.sh arm64 localhost/pulse:arm64
@@ -130,6 +135,7 @@ stage "build: static x86_64 musl binary" scripts/build-static.sh x86_64-unknown-
 stage "build: static aarch64 musl binary + qemu smoke" scripts/smoke-arm64.sh
 stage "metrics: promtool check metrics" scripts/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
+stage "tracing: OTLP span export, decoded by opentelemetry-proto" otlp_export
 stage "image: build amd64+arm64, smoke, scan" image
 stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build-image-from-source.sh standin
 stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e-compose.sh standin

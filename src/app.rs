@@ -21,6 +21,7 @@ use crate::logging;
 use crate::metrics::{self, GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
 use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
+use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
 use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE, Traceparent};
 
 /// The response body type: every pulse answer is small and complete.
@@ -43,14 +44,22 @@ struct State {
     draining: AtomicBool,
     started: Instant,
     ids: IdGenerator,
+    /// Where sampled spans go; None while span export is off.
+    spans: Option<SpanQueue>,
 }
 
 impl App {
     pub fn new(config: Config) -> App {
+        let metrics = Metrics::new(&BUILD);
+        let spans = config
+            .span_export
+            .clone()
+            .map(|settings| SpanQueue::new(settings, metrics.spans().clone()));
         App {
             state: Arc::new(State {
                 config,
-                metrics: Metrics::new(&BUILD),
+                metrics,
+                spans,
                 draining: AtomicBool::new(false),
                 started: Instant::now(),
                 ids: IdGenerator::default(),
@@ -64,6 +73,12 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.state.metrics
+    }
+
+    /// Starts sending spans to the collector, if span export is on. Until
+    /// then (an App driven in-process) spans wait in the bounded queue.
+    pub fn start_span_export(&self) -> Option<Exporter> {
+        self.state.spans.as_ref()?.start_exporter()
     }
 
     /// From now on `/readyz` answers 503, and HTTP/1 responses ask clients
@@ -115,9 +130,13 @@ impl App {
                 .filter(|id| request_id::is_acceptable(id.as_bytes()))
                 .cloned()
                 .unwrap_or_else(|| state.ids.next()),
-            trace: SpanContext::new(parent, &state.ids),
+            trace: SpanContext::new(
+                parent,
+                &state.ids,
+                state.spans.as_ref().map(|_| &state.config.sampler),
+            ),
             tracestate,
-            http1: request.version() <= Version::HTTP_11,
+            version: request.version(),
             remote,
         };
 
@@ -180,7 +199,7 @@ impl App {
             request_id,
             trace,
             tracestate,
-            http1,
+            version,
             remote,
         } = exchange;
         let headers = response.headers_mut();
@@ -192,14 +211,14 @@ impl App {
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
-        if http1 && self.is_draining() {
+        if version <= Version::HTTP_11 && self.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         headers.insert(X_REQUEST_ID.clone(), request_id);
         let traceparent = Traceparent::of(&trace);
         headers.insert(TRACEPARENT.clone(), traceparent.header());
-        if let Some(tracestate) = tracestate {
-            headers.insert(TRACESTATE.clone(), tracestate);
+        if let Some(tracestate) = &tracestate {
+            headers.insert(TRACESTATE.clone(), tracestate.clone());
         }
 
         if verb == Verb::Head {
@@ -210,6 +229,19 @@ impl App {
         let elapsed = received.elapsed();
         self.state.metrics.observe(verb, route, status, elapsed);
         drop(in_flight);
+        if let (true, Some(spans)) = (trace.sampled, &self.state.spans) {
+            spans.push(FinishedSpan {
+                context: trace,
+                tracestate,
+                end: std::time::SystemTime::now(),
+                duration: elapsed,
+                verb,
+                route,
+                path: truncate(path, LOGGED_PATH_MAX).into(),
+                status: status.as_u16(),
+                version,
+            });
+        }
         let mut remote_buffer = [0u8; 64];
         let level = if route.is_probe() {
             log::Level::Debug
@@ -297,7 +329,7 @@ struct Exchange {
     /// pulse's span, and the caller's `tracestate` to pass on.
     trace: SpanContext,
     tracestate: Option<HeaderValue>,
-    http1: bool,
+    version: Version,
     remote: Option<SocketAddr>,
 }
 

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::dotenv;
+use crate::span_export::{self, ExportSettings, OtlpEndpoint};
+use crate::trace_context::Sampler;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Enables `/delay/{ms}`, `/status/{code}` and `/panic`. Off by default.
     pub fault_injection: bool,
+    /// Where spans are exported; None (the default) exports none.
+    pub span_export: Option<ExportSettings>,
+    /// Which new spans are recorded while spans are exported.
+    pub sampler: Sampler,
 }
 
 impl Default for Config {
@@ -67,6 +73,8 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             fault_injection: false,
+            span_export: None,
+            sampler: Sampler::default(),
         }
     }
 }
@@ -124,6 +132,66 @@ pub const SETTINGS: &[Setting] = &[
         name: "PULSE_FAULT_INJECTION",
         default: "false",
         meaning: "true enables /delay/{ms}, /status/{code} and /panic",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+        default: "",
+        meaning: "http://HOST:PORT of an OTLP/HTTP collector; setting it exports spans to /v1/traces there",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        default: "",
+        meaning: "full http:// URL for spans, used as is; wins over OTEL_EXPORTER_OTLP_ENDPOINT",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_PROTOCOL",
+        default: "http/json",
+        meaning: "http/json, the only OTLP encoding pulse sends",
+    },
+    Setting {
+        name: "OTEL_TRACES_EXPORTER",
+        default: "otlp",
+        meaning: "otlp, or none to export nothing even with an endpoint set",
+    },
+    Setting {
+        name: "OTEL_SERVICE_NAME",
+        default: "pulse",
+        meaning: "service.name of exported spans",
+    },
+    Setting {
+        name: "OTEL_RESOURCE_ATTRIBUTES",
+        default: "",
+        meaning: "key=value,... added to exported spans' resource (values percent-encoded)",
+    },
+    Setting {
+        name: "OTEL_TRACES_SAMPLER",
+        default: "parentbased_always_on",
+        meaning: "always_on, always_off, traceidratio, or parentbased_ with one of them",
+    },
+    Setting {
+        name: "OTEL_TRACES_SAMPLER_ARG",
+        default: "1.0",
+        meaning: "the ratio of new traces the traceidratio samplers keep, 0 to 1",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_TIMEOUT",
+        default: "10000",
+        meaning: "milliseconds one export request may take",
+    },
+    Setting {
+        name: "OTEL_BSP_SCHEDULE_DELAY",
+        default: "5000",
+        meaning: "milliseconds a span waits at most before its batch is sent",
+    },
+    Setting {
+        name: "OTEL_BSP_MAX_QUEUE_SIZE",
+        default: "2048",
+        meaning: "spans queued at most; more are dropped and counted",
+    },
+    Setting {
+        name: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        default: "512",
+        meaning: "spans per export request at most (no more than the queue size)",
     },
 ];
 
@@ -223,6 +291,8 @@ impl Config {
                 Ok(defaults.fault_injection),
                 |(n, v)| parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false")),
             )?,
+            span_export: span_export_settings(&otel(&get))?,
+            sampler: sampler_setting(&otel(&get))?,
         })
     }
 
@@ -330,6 +400,124 @@ fn duration_setting(
                     "a duration such as 5s, 250ms or 2 (seconds), at most 3600s",
                 )
             }),
+    }
+}
+
+/// OpenTelemetry treats an empty variable as unset.
+fn otel(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+) -> impl Fn(&'static str) -> Option<(&'static str, String)> + '_ {
+    move |name| get(name).filter(|(_, value)| !value.trim().is_empty())
+}
+
+/// The `OTEL_*` export settings; None when no endpoint is set or
+/// `OTEL_TRACES_EXPORTER=none`. Every value is checked either way.
+fn span_export_settings(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+) -> Result<Option<ExportSettings>, ConfigError> {
+    const URL: &str = "an http:// URL such as http://localhost:4318 (pulse has no TLS client: send to a collector on the same host or network)";
+    let endpoint = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        Some((n, v)) => Some(OtlpEndpoint::parse(&v, "").ok_or_else(|| invalid(n, v, URL))?),
+        None => None,
+    };
+    let endpoint = match (endpoint, get("OTEL_EXPORTER_OTLP_ENDPOINT")) {
+        (Some(endpoint), _) => Some(endpoint),
+        (None, Some((n, v))) => {
+            Some(OtlpEndpoint::parse(&v, "/v1/traces").ok_or_else(|| invalid(n, v, URL))?)
+        }
+        (None, None) => None,
+    };
+    if let Some((n, v)) = get("OTEL_EXPORTER_OTLP_PROTOCOL") {
+        if v.trim() != "http/json" {
+            return Err(invalid(
+                n,
+                v,
+                "http/json (pulse sends OTLP over HTTP as JSON; grpc and http/protobuf are not supported)",
+            ));
+        }
+    }
+    let enabled = match get("OTEL_TRACES_EXPORTER") {
+        None => true,
+        Some((n, v)) => match v.trim() {
+            "otlp" => true,
+            "none" => false,
+            _ => return Err(invalid(n, v, "otlp or none")),
+        },
+    };
+    let service_name = match get("OTEL_SERVICE_NAME") {
+        None => "pulse".to_owned(),
+        Some((n, v)) => {
+            if v.chars().any(char::is_control) {
+                return Err(invalid(n, v, "a name without control characters"));
+            }
+            v.trim().to_owned()
+        }
+    };
+    let resource_attributes = match get("OTEL_RESOURCE_ATTRIBUTES") {
+        None => Vec::new(),
+        Some((n, v)) => span_export::parse_resource_attributes(&v).ok_or_else(|| {
+            invalid(
+                n,
+                v,
+                "comma-separated key=value pairs, values percent-encoded, such as deployment.environment=prod",
+            )
+        })?,
+    };
+    let millis = |name: &'static str, default: u64| match get(name) {
+        None => Ok(Duration::from_millis(default)),
+        Some((n, v)) => match v.trim().parse::<u64>() {
+            Ok(ms @ 1..=3_600_000) => Ok(Duration::from_millis(ms)),
+            _ => Err(invalid(
+                n,
+                v,
+                "whole milliseconds from 1 to 3600000, as OpenTelemetry specifies",
+            )),
+        },
+    };
+    let count = |name: &'static str, default: usize| match get(name) {
+        None => Ok(default),
+        Some((n, v)) => match v.trim().parse::<usize>() {
+            Ok(count @ 1..=1_000_000) => Ok(count),
+            _ => Err(invalid(n, v, "a whole number from 1 to 1000000")),
+        },
+    };
+    let timeout = millis("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?;
+    let schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY", 5_000)?;
+    let max_queue_size = count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?;
+    let max_batch_size = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?;
+    if max_batch_size > max_queue_size {
+        return Err(ConfigError::InvalidValue {
+            name: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+            value: max_batch_size.to_string(),
+            allowed: "no more than OTEL_BSP_MAX_QUEUE_SIZE",
+        });
+    }
+    Ok(endpoint.filter(|_| enabled).map(|endpoint| ExportSettings {
+        endpoint,
+        service_name,
+        resource_attributes,
+        timeout,
+        schedule_delay,
+        max_queue_size,
+        max_batch_size,
+    }))
+}
+
+fn sampler_setting(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+) -> Result<Sampler, ConfigError> {
+    let ratio = match get("OTEL_TRACES_SAMPLER_ARG") {
+        None => 1.0,
+        Some((n, v)) => match v.trim().parse::<f64>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+            _ => return Err(invalid(n, v, "a ratio from 0 to 1, such as 0.25")),
+        },
+    };
+    match get("OTEL_TRACES_SAMPLER") {
+        None => Ok(Sampler::default()),
+        Some((n, v)) => {
+            Sampler::from_name(v.trim(), ratio).ok_or_else(|| invalid(n, v, Sampler::NAMES))
+        }
     }
 }
 
@@ -475,6 +663,79 @@ mod tests {
     }
 
     #[test]
+    fn span_export_follows_the_opentelemetry_variables() {
+        assert_eq!(config(&[]).unwrap().span_export, None);
+        let c = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SERVICE_NAME", "checkout"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored,env=prod"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.5"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+        ])
+        .unwrap();
+        let export = c.span_export.expect("an endpoint turns export on");
+        assert_eq!(
+            export.endpoint.to_string(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(export.service_name, "checkout");
+        assert_eq!(export.schedule_delay, Duration::from_millis(200));
+        assert_eq!(export.resource_attributes.len(), 2);
+        assert_eq!(
+            c.sampler,
+            Sampler::from_name("parentbased_traceidratio", 0.5).unwrap()
+        );
+
+        // The traces-only URL wins and is used as it is; `none` and an
+        // empty endpoint turn export off.
+        let traces = config(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:9999/spans"),
+        ])
+        .unwrap();
+        assert_eq!(
+            traces.span_export.unwrap().endpoint.to_string(),
+            "http://b:9999/spans"
+        );
+        for off in [
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"),
+                ("OTEL_TRACES_EXPORTER", "none"),
+            ][..],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "")],
+        ] {
+            assert_eq!(config(off).unwrap().span_export, None);
+        }
+
+        for (name, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_TRACES_EXPORTER", "jaeger"),
+            ("OTEL_TRACES_SAMPLER", "always"),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
+            ("OTEL_TRACES_SAMPLER_ARG", "NaN"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "5s"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+        ] {
+            let message = config(&[(name, value)]).unwrap_err().to_string();
+            assert!(message.starts_with(&format!("{name}=")), "{message}");
+        }
+        let message = config(&[
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "20"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("no more than OTEL_BSP_MAX_QUEUE_SIZE"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn durations_parse_with_and_without_units() {
         assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
@@ -529,7 +790,8 @@ mod tests {
     #[test]
     fn every_documented_setting_is_read_and_its_default_is_true() {
         for setting in SETTINGS {
-            let err = config(&[(setting.name, "!bad value!")]).unwrap_err();
+            // A control character: even the free-text settings refuse it.
+            let err = config(&[(setting.name, "\u{1}bad value!")]).unwrap_err();
             assert!(err.to_string().starts_with(setting.name), "{err}");
         }
         let documented = config(

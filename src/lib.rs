@@ -16,7 +16,8 @@
 //! - `metrics` and `process_metrics`: Prometheus metrics.
 //! - `logging`: text and JSON log formats.
 //! - `request_id`, `build_info`: small helpers.
-//! - `trace_context`: W3C `traceparent` and `tracestate`.
+//! - `trace_context`: W3C `traceparent` and `tracestate`, and the sampler.
+//! - `span_export`: OTLP/HTTP JSON span export, off unless configured.
 //! - `cli`, `healthcheck`, `signals`: what only the binary uses.
 //! - `alert_log`: `pulse alert-log`, the monitoring stack's webhook receiver.
 
@@ -39,6 +40,7 @@ pub mod request_id;
 pub mod routes;
 pub mod server;
 pub mod signals;
+pub mod span_export;
 pub mod trace_context;
 
 pub use app::App;

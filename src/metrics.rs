@@ -35,6 +35,7 @@ pub struct Metrics {
     panics: IntCounter,
     connections: IntGauge,
     connection_errors: IntCounterVec,
+    spans: SpanCounters,
     /// Resolved label sets, one slot per (method, route): looking a series
     /// up by its labels hashes them under a lock, on every request.
     series: Box<[OnceLock<RouteSeries>]>,
@@ -93,6 +94,7 @@ impl Metrics {
         for reason in ConnectionError::ALL {
             connection_errors.with_label_values(&[reason.label()]);
         }
+        let spans = SpanCounters::new();
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "pulse_build_info",
@@ -113,6 +115,9 @@ impl Metrics {
             Box::new(connections.clone()),
             Box::new(connection_errors.clone()),
             Box::new(build_info),
+            Box::new(spans.exported.clone()),
+            Box::new(spans.failures.clone()),
+            Box::new(spans.dropped.clone()),
             Box::new(crate::logging::dropped_lines().clone()),
             #[cfg(target_os = "linux")]
             Box::new(crate::process_metrics::ProcessCollector::default()),
@@ -130,6 +135,7 @@ impl Metrics {
             panics,
             connections,
             connection_errors,
+            spans,
             series: (0..Verb::COUNT * Route::COUNT)
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -182,6 +188,12 @@ impl Metrics {
         self.connection_errors
             .with_label_values(&[error.label()])
             .inc();
+    }
+
+    /// The span export counters, registered whether export is on or off,
+    /// so that alerts and dashboards can rely on them.
+    pub fn spans(&self) -> &SpanCounters {
+        &self.spans
     }
 
     /// The text exposition of every metric.
@@ -266,6 +278,75 @@ impl ConnectionError {
             source = error.source();
         }
         ConnectionError::Other
+    }
+}
+
+/// The counters of span export.
+#[derive(Clone)]
+pub struct SpanCounters {
+    pub exported: IntCounter,
+    /// Export requests that failed; a batch may be retried several times.
+    pub failures: IntCounter,
+    dropped: IntCounterVec,
+}
+
+/// Why spans were dropped: a fixed set, so the label is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanDrop {
+    /// The export queue was full: the collector is slow or down.
+    QueueFull,
+    /// Every attempt to send the batch failed, or the collector refused it.
+    ExportFailed,
+    /// Still queued when the shutdown deadline came.
+    Shutdown,
+}
+
+impl SpanDrop {
+    pub const ALL: [SpanDrop; 3] = [
+        SpanDrop::QueueFull,
+        SpanDrop::ExportFailed,
+        SpanDrop::Shutdown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SpanDrop::QueueFull => "queue_full",
+            SpanDrop::ExportFailed => "export_failed",
+            SpanDrop::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl SpanCounters {
+    fn new() -> SpanCounters {
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "pulse_spans_dropped_total",
+                "Spans not exported, by reason: the queue was full, the collector failed or refused them, or shutdown came first.",
+            ),
+            &["reason"],
+        )
+        .expect("static metric definition");
+        for reason in SpanDrop::ALL {
+            dropped.with_label_values(&[reason.label()]);
+        }
+        SpanCounters {
+            exported: IntCounter::new(
+                "pulse_spans_exported_total",
+                "Spans the OTLP collector accepted.",
+            )
+            .expect("static metric definition"),
+            failures: IntCounter::new(
+                "pulse_span_export_failures_total",
+                "OTLP export requests that failed (a batch may be retried).",
+            )
+            .expect("static metric definition"),
+            dropped,
+        }
+    }
+
+    pub fn dropped(&self, reason: SpanDrop) -> IntCounter {
+        self.dropped.with_label_values(&[reason.label()])
     }
 }
 

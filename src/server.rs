@@ -86,6 +86,7 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let connections = Arc::new(Connections::default());
     let mut shutdown = pin!(shutdown);
+    let exporter = app.start_span_export();
     let spawn = |(stream, remote, permit)| {
         let registration = connections.register();
         spawn_connection(
@@ -123,6 +124,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    let deadline = std::time::Instant::now() + config.shutdown_timeout;
     let open = config.max_connections - permits.available_permits();
     log::info!(
         "shutdown: stopped accepting; waiting up to {} for {open} open connection(s)",
@@ -138,6 +140,10 @@ pub async fn serve(
             "shutdown: timeout of {} reached; closing the remaining connections",
             seconds(config.shutdown_timeout)
         ),
+    }
+    // The spans of the last requests go out within the same timeout.
+    if let Some(exporter) = exporter {
+        exporter.shutdown(deadline).await;
     }
 }
 

@@ -148,39 +148,116 @@ pub struct SpanContext {
     pub span_id: [u8; 8],
     /// The caller's span; None when pulse started the trace.
     pub parent_span_id: Option<[u8; 8]>,
-    /// Whether the trace is recorded. A continued trace keeps its caller's
-    /// decision; a new one is not sampled while pulse exports no spans.
+    /// Whether the span is recorded, and flagged so downstream.
     pub sampled: bool,
 }
 
 impl SpanContext {
     /// Continues `parent`'s trace with a new span, or starts a new trace.
-    pub fn new(parent: Option<Parent>, ids: &IdGenerator) -> SpanContext {
+    ///
+    /// `sampler` is None while pulse exports no spans: a continued trace then
+    /// keeps its caller's decision, and a new one is not sampled, since
+    /// nothing records it.
+    pub fn new(
+        parent: Option<Parent>,
+        ids: &IdGenerator,
+        sampler: Option<&Sampler>,
+    ) -> SpanContext {
         let span_id = nonzero(|| ids.random_u64()).to_be_bytes();
-        match parent {
-            Some(parent) => SpanContext {
-                trace_id: parent.trace_id,
-                span_id,
-                parent_span_id: Some(parent.span_id),
-                sampled: parent.flags & SAMPLED != 0,
-            },
+        let (trace_id, parent_span_id) = match parent {
+            Some(parent) => (parent.trace_id, Some(parent.span_id)),
             None => {
                 let mut trace_id = [0u8; 16];
                 trace_id[..8].copy_from_slice(&nonzero(|| ids.random_u64()).to_be_bytes());
                 trace_id[8..].copy_from_slice(&ids.random_u64().to_be_bytes());
-                SpanContext {
-                    trace_id,
-                    span_id,
-                    parent_span_id: None,
-                    sampled: false,
-                }
+                (trace_id, None)
             }
+        };
+        let sampled = match sampler {
+            Some(sampler) => sampler.samples(parent, &trace_id),
+            None => parent.is_some_and(|parent| parent.flags & SAMPLED != 0),
+        };
+        SpanContext {
+            trace_id,
+            span_id,
+            parent_span_id,
+            sampled,
         }
     }
 
     /// `00-<trace id>-<span id>-<flags>`: the `traceparent` pulse answers with.
     pub fn traceparent(&self) -> HeaderValue {
         Traceparent::of(self).header()
+    }
+}
+
+/// Which spans are recorded: OpenTelemetry's built-in samplers, named as
+/// `OTEL_TRACES_SAMPLER` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sampler {
+    /// A continued trace follows its caller's sampled flag (`parentbased_*`).
+    pub parent_based: bool,
+    /// The decision for a new trace (or every trace, if not parent-based).
+    pub root: RootSampler,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootSampler {
+    AlwaysOn,
+    AlwaysOff,
+    /// Samples a trace when the low 63 bits of its id's last 8 bytes are
+    /// below `threshold`, the ratio scaled to 2^63, as OpenTelemetry's SDKs
+    /// do: every service with the same ratio keeps the same traces.
+    TraceIdRatio {
+        threshold: u64,
+    },
+}
+
+impl Default for Sampler {
+    /// `parentbased_always_on`, OpenTelemetry's default.
+    fn default() -> Self {
+        Sampler {
+            parent_based: true,
+            root: RootSampler::AlwaysOn,
+        }
+    }
+}
+
+impl Sampler {
+    /// The `OTEL_TRACES_SAMPLER` values pulse knows.
+    pub const NAMES: &str = "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio";
+
+    /// The sampler `name` stands for, with `ratio` (0 to 1) for the ratio ones.
+    pub fn from_name(name: &str, ratio: f64) -> Option<Sampler> {
+        let (parent_based, root) = match name.strip_prefix("parentbased_") {
+            Some(root) => (true, root),
+            None => (false, name),
+        };
+        let root = match root {
+            "always_on" => RootSampler::AlwaysOn,
+            "always_off" => RootSampler::AlwaysOff,
+            // The float-to-int cast saturates: a ratio of 1 keeps every trace.
+            "traceidratio" => RootSampler::TraceIdRatio {
+                threshold: (ratio * (1u64 << 63) as f64) as u64,
+            },
+            _ => return None,
+        };
+        Some(Sampler { parent_based, root })
+    }
+
+    pub fn samples(&self, parent: Option<Parent>, trace_id: &[u8; 16]) -> bool {
+        match parent {
+            Some(parent) if self.parent_based => parent.flags & SAMPLED != 0,
+            _ => match self.root {
+                RootSampler::AlwaysOn => true,
+                RootSampler::AlwaysOff => false,
+                RootSampler::TraceIdRatio { threshold } => {
+                    let mut low = [0u8; 8];
+                    low.copy_from_slice(&trace_id[8..]);
+                    (u64::from_be_bytes(low) >> 1) < threshold
+                }
+            },
+        }
     }
 }
 
@@ -294,7 +371,7 @@ mod tests {
     fn a_span_continues_its_parent_or_starts_a_trace() {
         let ids = IdGenerator::default();
         let parent = parse_traceparent(VALID).unwrap();
-        let span = SpanContext::new(Some(parent), &ids);
+        let span = SpanContext::new(Some(parent), &ids, None);
         assert_eq!(span.trace_id, parent.trace_id);
         assert_eq!(span.parent_span_id, Some(parent.span_id));
         assert_ne!(span.span_id, parent.span_id);
@@ -306,10 +383,40 @@ mod tests {
             (span.trace_id, span.span_id)
         );
 
-        let root = SpanContext::new(None, &ids);
+        let root = SpanContext::new(None, &ids, None);
         assert_eq!(root.parent_span_id, None);
         assert_ne!(root.trace_id, [0; 16]);
-        assert_ne!(root.trace_id, SpanContext::new(None, &ids).trace_id);
+        assert_ne!(root.trace_id, SpanContext::new(None, &ids, None).trace_id);
         assert!(root.traceparent().as_bytes().ends_with(b"-00"));
+    }
+
+    #[test]
+    fn samplers_decide_as_opentelemetry_names_them() {
+        let ids = IdGenerator::default();
+        let unsampled = Parent {
+            flags: 0,
+            ..parse_traceparent(VALID).unwrap()
+        };
+        let on = Sampler::from_name("parentbased_always_on", 1.0).unwrap();
+        assert_eq!(on, Sampler::default());
+        assert!(SpanContext::new(None, &ids, Some(&on)).sampled);
+        assert!(!SpanContext::new(Some(unsampled), &ids, Some(&on)).sampled);
+        let always = Sampler::from_name("always_on", 1.0).unwrap();
+        assert!(SpanContext::new(Some(unsampled), &ids, Some(&always)).sampled);
+        let off = Sampler::from_name("always_off", 1.0).unwrap();
+        assert!(!SpanContext::new(None, &ids, Some(&off)).sampled);
+        assert_eq!(Sampler::from_name("jaeger_remote", 1.0), None);
+
+        // A quarter of new traces, decided by the trace id alone.
+        let quarter = Sampler::from_name("traceidratio", 0.25).unwrap();
+        let kept = (0..20_000)
+            .filter(|_| SpanContext::new(None, &ids, Some(&quarter)).sampled)
+            .count();
+        assert!((4_500..5_500).contains(&kept), "{kept} of 20000");
+        let none = Sampler::from_name("traceidratio", 0.0).unwrap();
+        let all = Sampler::from_name("traceidratio", 1.0).unwrap();
+        let trace_id = [0xff; 16];
+        assert!(!none.samples(None, &trace_id));
+        assert!(all.samples(None, &trace_id));
     }
 }

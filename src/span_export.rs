@@ -1,0 +1,631 @@
+//! OTLP span export: each sampled request becomes a span, queued without
+//! waiting and sent in batches to an OpenTelemetry collector as OTLP/HTTP
+//! JSON (`POST /v1/traces`) by one background task.
+//!
+//! Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) is
+//! set. A request never waits for the exporter: a full queue drops the span
+//! and counts it in `pulse_spans_dropped_total`, and a collector that is down
+//! is retried with backoff off the request path.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::client::conn::http1;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Version};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::build_info::BUILD;
+use crate::lock;
+use crate::metrics::{SpanCounters, SpanDrop};
+use crate::routes::{Route, Verb};
+use crate::trace_context::SpanContext;
+
+/// Where spans go and how they are batched: the `OTEL_*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportSettings {
+    pub endpoint: OtlpEndpoint,
+    /// `service.name`, from `OTEL_SERVICE_NAME`.
+    pub service_name: String,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, decoded, in order.
+    pub resource_attributes: Vec<(String, String)>,
+    /// One export request may take this long (`OTEL_EXPORTER_OTLP_TIMEOUT`).
+    pub timeout: Duration,
+    /// The longest a span waits for its batch (`OTEL_BSP_SCHEDULE_DELAY`).
+    pub schedule_delay: Duration,
+    /// Spans waiting for export at most (`OTEL_BSP_MAX_QUEUE_SIZE`).
+    pub max_queue_size: usize,
+    /// Spans per export request at most (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
+    pub max_batch_size: usize,
+}
+
+/// An `http://host:port/path` URL to POST spans to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtlpEndpoint {
+    /// `host:port` as written, for the `Host` header.
+    pub authority: String,
+    /// The host to connect to, without IPv6 brackets.
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl OtlpEndpoint {
+    /// Reads an `http://` URL. `signal_path` is appended to the URL's path:
+    /// `/v1/traces` for `OTEL_EXPORTER_OTLP_ENDPOINT`, nothing for the
+    /// traces-only variable, which OpenTelemetry uses as it is.
+    pub fn parse(url: &str, signal_path: &str) -> Option<OtlpEndpoint> {
+        let uri: hyper::Uri = url.trim().parse().ok()?;
+        if uri.scheme_str() != Some("http") || uri.query().is_some() {
+            return None;
+        }
+        let authority = uri.authority()?;
+        let host = authority.host();
+        if host.is_empty() || authority.as_str().contains('@') {
+            return None;
+        }
+        let base = uri.path().trim_end_matches('/');
+        let path = match (base, signal_path) {
+            ("", "") => "/".to_owned(),
+            (base, signal_path) => format!("{base}{signal_path}"),
+        };
+        Some(OtlpEndpoint {
+            authority: authority.as_str().to_owned(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: authority.port_u16().unwrap_or(80),
+            path,
+        })
+    }
+}
+
+impl std::fmt::Display for OtlpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
+    }
+}
+
+/// Reads `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas,
+/// values percent-encoded (W3C Baggage syntax). None if malformed.
+pub fn parse_resource_attributes(text: &str) -> Option<Vec<(String, String)>> {
+    let mut attributes = Vec::new();
+    for member in text.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (key, value) = member.split_once('=')?;
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
+            return None;
+        }
+        attributes.push((key.to_owned(), percent_decode(value.trim())?));
+    }
+    Some(attributes)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One finished request, as the exporter needs it.
+pub struct FinishedSpan {
+    pub context: SpanContext,
+    pub tracestate: Option<HeaderValue>,
+    pub end: SystemTime,
+    pub duration: Duration,
+    pub verb: Verb,
+    pub route: Route,
+    pub path: Box<str>,
+    pub status: u16,
+    pub version: Version,
+}
+
+/// The request side of export: a bounded queue that never blocks.
+pub struct SpanQueue {
+    sender: mpsc::Sender<FinishedSpan>,
+    /// Taken by [`SpanQueue::start_exporter`]; spans queue up until then.
+    receiver: Mutex<Option<mpsc::Receiver<FinishedSpan>>>,
+    settings: ExportSettings,
+    counters: SpanCounters,
+}
+
+impl SpanQueue {
+    pub fn new(settings: ExportSettings, counters: SpanCounters) -> SpanQueue {
+        let (sender, receiver) = mpsc::channel(settings.max_queue_size);
+        SpanQueue {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            settings,
+            counters,
+        }
+    }
+
+    /// Queues a span for export, or drops and counts it if the queue is full.
+    pub fn push(&self, span: FinishedSpan) {
+        if self.sender.try_send(span).is_err() {
+            self.counters.dropped(SpanDrop::QueueFull).inc();
+        }
+    }
+
+    /// Starts the background exporter. Call once, inside the runtime; a
+    /// second call returns None.
+    pub fn start_exporter(&self) -> Option<Exporter> {
+        let receiver = lock(&self.receiver).take()?;
+        let (stop, stopping) = watch::channel(None);
+        let task = tokio::spawn(export_loop(
+            receiver,
+            stopping,
+            self.settings.clone(),
+            self.counters.clone(),
+        ));
+        log::info!(
+            endpoint:% = self.settings.endpoint,
+            service_name = self.settings.service_name.as_str();
+            "exporting spans as OTLP/HTTP JSON to {}",
+            self.settings.endpoint
+        );
+        Some(Exporter { stop, task })
+    }
+}
+
+/// The running exporter task.
+pub struct Exporter {
+    stop: watch::Sender<Option<Instant>>,
+    task: JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Exports what is queued, giving up at `deadline`; what is left then
+    /// is dropped and counted.
+    pub async fn shutdown(self, deadline: Instant) {
+        let _ = self.stop.send(Some(deadline));
+        // The task honours the deadline itself; this bounds a stuck connect.
+        let grace = tokio::time::Instant::from_std(deadline) + Duration::from_millis(100);
+        if tokio::time::timeout_at(grace, self.task).await.is_err() {
+            log::warn!("span export: shutdown deadline reached; queued spans were dropped");
+        }
+    }
+}
+
+/// Retries of one batch before it is dropped; the backoff between attempts
+/// doubles from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
+const MAX_ATTEMPTS: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// SECURITY: the most of a collector's answer pulse reads; it only needs the
+/// status, and a broken collector must not make it buffer without bound.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+async fn export_loop(
+    mut queue: mpsc::Receiver<FinishedSpan>,
+    mut stop: watch::Receiver<Option<Instant>>,
+    settings: ExportSettings,
+    counters: SpanCounters,
+) {
+    let resource = resource_json(&settings);
+    let mut client = Client::new(settings.endpoint.clone(), settings.timeout);
+    let mut batch = Vec::with_capacity(settings.max_batch_size);
+    let mut backoff = FIRST_BACKOFF;
+    let mut failing_since: Option<Instant> = None;
+    loop {
+        // Fill a batch: until it is full or its first span has waited long enough.
+        let mut flush_at = None;
+        let stopped = loop {
+            let wait = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break true,
+                span = queue.recv() => match span {
+                    Some(span) => {
+                        batch.push(span);
+                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + settings.schedule_delay);
+                        if batch.len() >= settings.max_batch_size {
+                            break false;
+                        }
+                    }
+                    None => break true,
+                },
+                () = wait => break false,
+            }
+        };
+        if stopped {
+            let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);
+            flush_at_shutdown(
+                &mut queue,
+                batch,
+                &mut client,
+                &resource,
+                &settings,
+                &counters,
+                deadline,
+            )
+            .await;
+            return;
+        }
+
+        let body = encode(&batch, &resource);
+        let count = batch.len() as u64;
+        batch.clear();
+        for attempt in 1..=MAX_ATTEMPTS {
+            match client.post(body.clone()).await {
+                Ok(()) => {
+                    counters.exported.inc_by(count);
+                    if let Some(since) = failing_since.take() {
+                        log::info!(
+                            "span export to {} works again after {}s",
+                            settings.endpoint,
+                            since.elapsed().as_secs()
+                        );
+                    }
+                    backoff = FIRST_BACKOFF;
+                    break;
+                }
+                Err(error) => {
+                    counters.failures.inc();
+                    if failing_since.is_none() {
+                        failing_since = Some(Instant::now());
+                        log::warn!(
+                            "span export to {} failed: {error}; retrying with backoff, spans are dropped and counted while it fails",
+                            settings.endpoint
+                        );
+                    }
+                    let last = attempt == MAX_ATTEMPTS || !error.is_retryable();
+                    if last {
+                        counters.dropped(SpanDrop::ExportFailed).inc_by(count);
+                    }
+                    // Back off before the next attempt, or before the next
+                    // batch after a failed one; the queue absorbs (or drops)
+                    // what arrives meanwhile.
+                    tokio::select! {
+                        _ = stop.changed() => {
+                            if !last {
+                                counters.dropped(SpanDrop::Shutdown).inc_by(count);
+                            }
+                            let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);
+                            flush_at_shutdown(&mut queue, Vec::new(), &mut client, &resource, &settings, &counters, deadline).await;
+                            return;
+                        }
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    if last {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends the batch in hand and everything queued, one attempt per batch,
+/// until `deadline`; counts what could not be sent.
+async fn flush_at_shutdown(
+    queue: &mut mpsc::Receiver<FinishedSpan>,
+    mut batch: Vec<FinishedSpan>,
+    client: &mut Client,
+    resource: &Value,
+    settings: &ExportSettings,
+    counters: &SpanCounters,
+    deadline: Instant,
+) {
+    let deadline = tokio::time::Instant::from_std(deadline);
+    let mut lost = 0u64;
+    loop {
+        while batch.len() < settings.max_batch_size {
+            match queue.try_recv() {
+                Ok(span) => batch.push(span),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let count = batch.len() as u64;
+        let body = encode(&batch, resource);
+        batch.clear();
+        let sent = lost == 0
+            && matches!(
+                tokio::time::timeout_at(deadline, client.post(body)).await,
+                Ok(Ok(()))
+            );
+        if sent {
+            counters.exported.inc_by(count);
+        } else {
+            counters.dropped(SpanDrop::Shutdown).inc_by(count);
+            lost += count;
+        }
+    }
+    if lost > 0 {
+        log::warn!(
+            dropped = lost;
+            "span export: {lost} span(s) could not be sent to {} before the shutdown deadline",
+            settings.endpoint
+        );
+    }
+}
+
+/// Why an export request failed.
+#[derive(Debug)]
+enum ExportError {
+    Connect(std::io::Error),
+    Http(hyper::Error),
+    Status(u16),
+    Timeout(Duration),
+}
+
+impl ExportError {
+    /// OTLP/HTTP: retry on transport errors and on 429, 502, 503 and 504;
+    /// any other answer means the batch itself was refused.
+    fn is_retryable(&self) -> bool {
+        match self {
+            ExportError::Status(status) => matches!(status, 429 | 502 | 503 | 504),
+            _ => true,
+        }
+    }
+}
+
+impl std::fmt::Display for ExportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExportError::Connect(e) => write!(f, "cannot connect: {e}"),
+            ExportError::Http(e) => write!(f, "HTTP error: {e}"),
+            ExportError::Status(status) => write!(f, "the collector answered {status}"),
+            ExportError::Timeout(timeout) => {
+                write!(f, "no answer within {} ms", timeout.as_millis())
+            }
+        }
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to the collector, opened when needed.
+struct Client {
+    endpoint: OtlpEndpoint,
+    timeout: Duration,
+    connection: Option<http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Client {
+    fn new(endpoint: OtlpEndpoint, timeout: Duration) -> Client {
+        Client {
+            endpoint,
+            timeout,
+            connection: None,
+        }
+    }
+
+    async fn post(&mut self, body: Bytes) -> Result<(), ExportError> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.try_post(body)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                self.connection = None;
+                Err(error)
+            }
+            Err(_) => {
+                self.connection = None;
+                Err(ExportError::Timeout(timeout))
+            }
+        }
+    }
+
+    async fn try_post(&mut self, body: Bytes) -> Result<(), ExportError> {
+        let mut connection = match self.connection.take() {
+            Some(connection) if !connection.is_closed() => connection,
+            _ => self.connect().await?,
+        };
+        connection.ready().await.map_err(ExportError::Http)?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(self.endpoint.path.as_str())
+            .header(header::HOST, self.endpoint.authority.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("pulse/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(body))
+            .map_err(|_| ExportError::Status(0))?;
+        let response = connection
+            .send_request(request)
+            .await
+            .map_err(ExportError::Http)?;
+        let status = response.status();
+        // Read the answer (a partial-success message at most) so that the
+        // connection can carry the next batch.
+        let read = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
+            .await;
+        if read.is_ok() {
+            self.connection = Some(connection);
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ExportError::Status(status.as_u16()))
+        }
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, ExportError> {
+        let stream =
+            tokio::net::TcpStream::connect((self.endpoint.host.as_str(), self.endpoint.port))
+                .await
+                .map_err(ExportError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ExportError::Http)?;
+        tokio::spawn(async move {
+            // Ends when the collector closes the connection or it is dropped.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// The resource every batch carries: `service.name`, the SDK attributes and
+/// `OTEL_RESOURCE_ATTRIBUTES`, whose own `service.name` the variable beats.
+fn resource_json(settings: &ExportSettings) -> Value {
+    let mut attributes = vec![
+        string_attribute("service.name", &settings.service_name),
+        string_attribute("service.version", BUILD.version),
+        string_attribute("telemetry.sdk.name", "pulse"),
+        string_attribute("telemetry.sdk.language", "rust"),
+        string_attribute("telemetry.sdk.version", BUILD.version),
+    ];
+    for (key, value) in &settings.resource_attributes {
+        if key != "service.name" {
+            attributes.push(string_attribute(key, value));
+        }
+    }
+    json!({ "attributes": attributes })
+}
+
+/// One `ExportTraceServiceRequest` in OTLP's JSON encoding: ids in hex,
+/// enums as integers, 64-bit integers as strings.
+fn encode(spans: &[FinishedSpan], resource: &Value) -> Bytes {
+    let spans: Vec<Value> = spans.iter().map(span_json).collect();
+    let request = json!({
+        "resourceSpans": [{
+            "resource": resource,
+            "scopeSpans": [{
+                "scope": { "name": "pulse", "version": BUILD.version },
+                "spans": spans,
+            }],
+        }],
+    });
+    Bytes::from(request.to_string())
+}
+
+/// A server span with the HTTP semantic conventions' attributes.
+fn span_json(span: &FinishedSpan) -> Value {
+    // OpenTelemetry names an unknown method `_OTHER`.
+    let method = match span.verb {
+        Verb::Other => "_OTHER",
+        verb => verb.label(),
+    };
+    let route = (span.route != Route::Unmatched).then(|| span.route.label());
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None if span.verb == Verb::Other => "HTTP".to_owned(),
+        None => method.to_owned(),
+    };
+    let end = unix_nanos(span.end);
+    let start = end.saturating_sub(u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX));
+    let mut attributes = vec![
+        string_attribute("http.request.method", method),
+        string_attribute("url.path", &span.path),
+        string_attribute("url.scheme", "http"),
+        json!({"key": "http.response.status_code", "value": {"intValue": span.status.to_string()}}),
+        string_attribute(
+            "network.protocol.version",
+            match span.version {
+                Version::HTTP_10 => "1.0",
+                Version::HTTP_2 => "2",
+                _ => "1.1",
+            },
+        ),
+    ];
+    if let Some(route) = route {
+        attributes.push(string_attribute("http.route", route));
+    }
+    let mut object = json!({
+        "traceId": hex(&span.context.trace_id),
+        "spanId": hex(&span.context.span_id),
+        "name": name,
+        "kind": 2, // SPAN_KIND_SERVER
+        "startTimeUnixNano": start.to_string(),
+        "endTimeUnixNano": end.to_string(),
+        "attributes": attributes,
+        // A server span is an error only for a 5xx: a 4xx is the client's.
+        "status": if span.status >= 500 { json!({"code": 2}) } else { json!({}) },
+    });
+    if let Some(parent) = span.context.parent_span_id {
+        object["parentSpanId"] = Value::from(hex(&parent));
+    }
+    if let Some(state) = span.tracestate.as_ref().and_then(|s| s.to_str().ok()) {
+        object["traceState"] = Value::from(state);
+    }
+    object
+}
+
+fn string_attribute(key: &str, value: &str) -> Value {
+    json!({"key": key, "value": {"stringValue": value}})
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_follow_the_otel_rules() {
+        let base = OtlpEndpoint::parse("http://collector:4318", "/v1/traces").unwrap();
+        assert_eq!(base.to_string(), "http://collector:4318/v1/traces");
+        assert_eq!((base.host.as_str(), base.port), ("collector", 4318));
+        let slash = OtlpEndpoint::parse("http://c:4318/otlp/", "/v1/traces").unwrap();
+        assert_eq!(slash.path, "/otlp/v1/traces");
+        let exact = OtlpEndpoint::parse("http://[::1]:4318/custom", "").unwrap();
+        assert_eq!(
+            (exact.host.as_str(), exact.path.as_str()),
+            ("::1", "/custom")
+        );
+        assert_eq!(OtlpEndpoint::parse("http://c", "").unwrap().port, 80);
+        for bad in [
+            "https://c:4318",
+            "c:4318",
+            "http://",
+            "http://user@c:4318",
+            "http://c:4318/?q=1",
+            "grpc://c:4317",
+        ] {
+            assert_eq!(OtlpEndpoint::parse(bad, "/v1/traces"), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resource_attributes_are_percent_decoded_pairs() {
+        assert_eq!(
+            parse_resource_attributes("deployment.environment=prod, team=a%2Cb").unwrap(),
+            vec![
+                ("deployment.environment".to_owned(), "prod".to_owned()),
+                ("team".to_owned(), "a,b".to_owned())
+            ]
+        );
+        assert_eq!(parse_resource_attributes("").unwrap(), vec![]);
+        for bad in ["novalue", "=x", "k=%zz", "k=%4", "a b=c"] {
+            assert_eq!(parse_resource_attributes(bad), None, "{bad}");
+        }
+    }
+}
