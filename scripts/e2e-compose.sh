@@ -13,7 +13,9 @@
 # ports published on 127.0.0.1. In upstream mode Grafana is checked through
 # its HTTP API: login with the generated admin password (also after a
 # restart), datasource health, the dashboard by uid, and every panel query
-# returning data.
+# returning data. The opt-in `tracing` profile is checked with
+# `podman-compose config` in both modes; in upstream mode it also runs, and
+# a request's trace must come back through Jaeger's query API.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -32,12 +34,13 @@ export PULSE_FAULT_INJECTION=true
 services=(pulse alert-log prometheus alertmanager)
 case "$mode" in
   upstream)
-    services+=(grafana)
-    info "mode upstream: the pinned images of compose.yaml, Grafana included"
+    services+=(grafana jaeger)
+    export PULSE_OTLP_ENDPOINT=http://jaeger:4318
+    info "mode upstream: the pinned images of compose.yaml, Grafana and the tracing profile's Jaeger included"
     ;;
   standin)
     info "mode standin: local stand-ins for Prometheus, Alertmanager and the Rust builder; no Grafana"
-    skip "compose with the upstream images and Grafana" "no registry here; scripts/e2e-compose.sh upstream runs them in GitHub Actions"
+    skip "compose with the upstream images, Grafana and Jaeger" "no registry here; scripts/e2e-compose.sh upstream runs them in GitHub Actions"
     scripts/build-standins.sh prometheus alertmanager rust
     export PROMETHEUS_IMAGE=localhost/standin/prometheus:debian
     export ALERTMANAGER_IMAGE=localhost/standin/alertmanager:debian
@@ -51,8 +54,16 @@ PULSE_PORT="$(free_port)"
 PROMETHEUS_PORT="$(free_port)"
 ALERTMANAGER_PORT="$(free_port)"
 GRAFANA_PORT="$(free_port)"
-export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT
-compose() { podman-compose -p "$project" -f compose.yaml "$@"; }
+JAEGER_PORT="$(free_port)"
+export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT GRAFANA_PORT JAEGER_PORT
+compose() { podman-compose -p "$project" -f compose.yaml --profile tracing "$@"; }
+
+step "the tracing profile: Jaeger only with --profile tracing, pulse exports only when told"
+config_of() { podman-compose -f compose.yaml "$@" config 2>/dev/null; }
+PULSE_OTLP_ENDPOINT='' config_of | python3 scripts/e2e/compose-tracing-config.py off
+PULSE_OTLP_ENDPOINT='' config_of --profile tracing | python3 scripts/e2e/compose-tracing-config.py profile
+PULSE_OTLP_ENDPOINT=http://jaeger:4318 config_of --profile tracing |
+  python3 scripts/e2e/compose-tracing-config.py exporting
 
 cleanup() {
   local code=$?
@@ -148,6 +159,16 @@ if [ "$mode" = upstream ]; then
   [ "$(podman logs "$grafana" 2>&1 | grep -c 'generated admin password')" -eq 1 ] ||
     die "a restart printed a new generated password"
   info "login works; the password was printed once"
+fi
+
+if [ "$mode" = upstream ]; then
+  step "a request's trace reaches Jaeger and comes back through its query API"
+  wait_http "http://127.0.0.1:$JAEGER_PORT/" 60 || die "Jaeger is not up at 127.0.0.1:$JAEGER_PORT"
+  trace_id="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  parent_id="00f067aa0ba902b7"
+  curl -sf -o /dev/null -H "traceparent: 00-$trace_id-$parent_id-01" "$pulse_url/version" ||
+    die "GET /version with a traceparent failed"
+  python3 scripts/e2e/jaeger-trace.py "http://127.0.0.1:$JAEGER_PORT" "$trace_id" "$parent_id" 30
 fi
 
 step "podman stop ends pulse gracefully within its grace period (10 s)"
