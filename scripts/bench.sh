@@ -20,12 +20,14 @@ apt_install wrk curl util-linux
 
 step "building release binaries for $MUSL_TARGET"
 rust_target "$MUSL_TARGET"
-cargo build --locked --release --target "$MUSL_TARGET" --bin pulse --example bare_hyper --example cold_start
+cargo build --locked --release --target "$MUSL_TARGET" --bin pulse --example bare_hyper --example cold_start --example otlp_sink
 out="target/$MUSL_TARGET/release"
 work="$(mktemp -d)"
 server_pid=""
+sink_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  [ -n "$sink_pid" ] && kill "$sink_pid" 2>/dev/null && wait "$sink_pid" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -49,6 +51,9 @@ measure() {
   before=$(ticks "$server_pid")
   taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:$port/" >"$work/$name.wrk"
   after=$(ticks "$server_pid")
+  # The span counters, read before the server stops (pulse with export on).
+  curl -s --max-time 5 "http://127.0.0.1:$port/metrics" 2>/dev/null |
+    awk '/^pulse_spans_(exported|dropped)_total/ { printf "%s %d\n", $1, $2 }' >"$work/$name.spans" || true
   local peak
   peak=$(rss_kib "$server_pid" VmHWM)
   kill "$server_pid"
@@ -77,6 +82,17 @@ reference=$(measure bare_hyper "$out/examples/bare_hyper")
 info "reference: $reference"
 pulse=$(measure pulse "$out/pulse" PULSE_LOG_FORMAT=json RUST_LOG=info)
 info "pulse:     $pulse"
+sink_port="$(free_port)"
+PORT="$sink_port" taskset -c 1 "$out/examples/otlp_sink" >/dev/null 2>&1 &
+sink_pid=$!
+wait_http "http://127.0.0.1:$sink_port/" 10 || die "otlp_sink did not start"
+exporting=$(measure pulse_export "$out/pulse" PULSE_LOG_FORMAT=json RUST_LOG=info \
+  OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER=always_on)
+info "pulse, spans exported at 100% sampling: $exporting"
+sed 's/^/    /' "$work/pulse_export.spans"
+kill "$sink_pid"
+wait "$sink_pid" 2>/dev/null || true
+sink_pid=""
 
 step "cold start: exec to first 200, median of $runs runs"
 pulse_cold=$("$out/examples/cold_start" "$out/pulse" /livez "$runs" | awk '/median/ { print $2 }')
@@ -85,6 +101,7 @@ reference_cold=$("$out/examples/cold_start" "$out/examples/bare_hyper" / "$runs"
 step "results (ratio = pulse / bare hyper, same run)"
 read -r _ r_rps r_p50 r_p99 r_cpu r_idle r_peak <<<"$reference"
 read -r _ p_rps p_p50 p_p99 p_cpu p_idle p_peak <<<"$pulse"
+read -r _ e_rps _ _ e_cpu _ e_peak <<<"$exporting"
 row() { awk -v n="$1" -v p="$2" -v r="$3" -v u="$4" 'BEGIN { printf "    %-24s %12s %12s %8.3fx  %s\n", n, p, r, (r > 0 ? p / r : 0), u }'; }
 printf '    %-24s %12s %12s %9s\n' figure pulse reference ratio
 row "requests/s" "$p_rps" "$r_rps" ""
@@ -94,3 +111,6 @@ row "CPU per request (us)" "$p_cpu" "$r_cpu" "goal <= 1.10x"
 row "idle RSS (KiB)" "$p_idle" "$r_idle" "goal: pulse <= 2048 KiB"
 row "peak RSS (KiB)" "$p_peak" "$r_peak" ""
 row "cold start (us)" "$pulse_cold" "$reference_cold" "goal: pulse < 3000 us"
+row "export on: requests/s" "$e_rps" "$r_rps" "spans to a local OTLP sink, always_on"
+row "export on: CPU/request" "$e_cpu" "$r_cpu" ""
+row "export on: peak RSS" "$e_peak" "$r_peak" ""

@@ -16,7 +16,6 @@ use hyper::client::conn::http1;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Version};
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -226,29 +225,27 @@ async fn export_loop(
     let mut backoff = FIRST_BACKOFF;
     let mut failing_since: Option<Instant> = None;
     loop {
-        // Fill a batch: until it is full or its first span has waited long enough.
-        let mut flush_at = None;
+        // Fill a batch until it is full or its first span has waited long
+        // enough. `recv_many` takes every queued span at once, and the
+        // timer is set once per batch, not once per span.
+        let mut flush_at = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
         let stopped = loop {
-            let wait = async {
-                match flush_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let room = settings.max_batch_size - batch.len();
             tokio::select! {
                 biased;
                 _ = stop.changed() => break true,
-                span = queue.recv() => match span {
-                    Some(span) => {
-                        batch.push(span);
-                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + settings.schedule_delay);
-                        if batch.len() >= settings.max_batch_size {
-                            break false;
-                        }
+                received = queue.recv_many(&mut batch, room) => {
+                    if received == 0 {
+                        break true; // every sender is gone: the App was dropped
                     }
-                    None => break true,
-                },
-                () = wait => break false,
+                    if batch.len() == received {
+                        flush_at.as_mut().reset(tokio::time::Instant::now() + settings.schedule_delay);
+                    }
+                    if batch.len() >= settings.max_batch_size {
+                        break false;
+                    }
+                }
+                () = &mut flush_at, if !batch.is_empty() => break false,
             }
         };
         if stopped {
@@ -326,7 +323,7 @@ async fn flush_at_shutdown(
     queue: &mut mpsc::Receiver<FinishedSpan>,
     mut batch: Vec<FinishedSpan>,
     client: &mut Client,
-    resource: &Value,
+    resource: &[u8],
     settings: &ExportSettings,
     counters: &SpanCounters,
     deadline: Instant,
@@ -485,94 +482,138 @@ impl Client {
     }
 }
 
-/// The resource every batch carries: `service.name`, the SDK attributes and
-/// `OTEL_RESOURCE_ATTRIBUTES`, whose own `service.name` the variable beats.
-fn resource_json(settings: &ExportSettings) -> Value {
+/// The resource every batch carries, encoded once: `service.name`, the SDK
+/// attributes and `OTEL_RESOURCE_ATTRIBUTES`, whose own `service.name` the
+/// variable beats.
+fn resource_json(settings: &ExportSettings) -> Vec<u8> {
     let mut attributes = vec![
-        string_attribute("service.name", &settings.service_name),
-        string_attribute("service.version", BUILD.version),
-        string_attribute("telemetry.sdk.name", "pulse"),
-        string_attribute("telemetry.sdk.language", "rust"),
-        string_attribute("telemetry.sdk.version", BUILD.version),
+        ("service.name", settings.service_name.as_str()),
+        ("service.version", BUILD.version),
+        ("telemetry.sdk.name", "pulse"),
+        ("telemetry.sdk.language", "rust"),
+        ("telemetry.sdk.version", BUILD.version),
     ];
     for (key, value) in &settings.resource_attributes {
         if key != "service.name" {
-            attributes.push(string_attribute(key, value));
+            attributes.push((key, value));
         }
     }
-    json!({ "attributes": attributes })
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"attributes\":[");
+    for (i, (key, value)) in attributes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string_attribute(&mut out, key, value);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// One `ExportTraceServiceRequest` in OTLP's JSON encoding: ids in hex,
-/// enums as integers, 64-bit integers as strings.
-fn encode(spans: &[FinishedSpan], resource: &Value) -> Bytes {
-    let spans: Vec<Value> = spans.iter().map(span_json).collect();
-    let request = json!({
-        "resourceSpans": [{
-            "resource": resource,
-            "scopeSpans": [{
-                "scope": { "name": "pulse", "version": BUILD.version },
-                "spans": spans,
-            }],
-        }],
-    });
-    Bytes::from(request.to_string())
+/// enums as integers, 64-bit integers as strings. Written straight into
+/// bytes: a `serde_json::Value` tree per span cost more than the request.
+fn encode(spans: &[FinishedSpan], resource: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(256 + spans.len() * 640);
+    out.extend_from_slice(b"{\"resourceSpans\":[{\"resource\":");
+    out.extend_from_slice(resource);
+    out.extend_from_slice(b",\"scopeSpans\":[{\"scope\":{\"name\":\"pulse\",\"version\":");
+    json_string(&mut out, BUILD.version);
+    out.extend_from_slice(b"},\"spans\":[");
+    for (i, span) in spans.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        span_json(&mut out, span);
+    }
+    out.extend_from_slice(b"]}]}]}");
+    Bytes::from(out)
 }
 
 /// A server span with the HTTP semantic conventions' attributes.
-fn span_json(span: &FinishedSpan) -> Value {
+fn span_json(out: &mut Vec<u8>, span: &FinishedSpan) {
     // OpenTelemetry names an unknown method `_OTHER`.
     let method = match span.verb {
         Verb::Other => "_OTHER",
         verb => verb.label(),
     };
     let route = (span.route != Route::Unmatched).then(|| span.route.label());
-    let name = match route {
-        Some(route) => format!("{method} {route}"),
-        None if span.verb == Verb::Other => "HTTP".to_owned(),
-        None => method.to_owned(),
-    };
     let end = unix_nanos(span.end);
     let start = end.saturating_sub(u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX));
-    let mut attributes = vec![
-        string_attribute("http.request.method", method),
-        string_attribute("url.path", &span.path),
-        string_attribute("url.scheme", "http"),
-        json!({"key": "http.response.status_code", "value": {"intValue": span.status.to_string()}}),
-        string_attribute(
-            "network.protocol.version",
-            match span.version {
-                Version::HTTP_10 => "1.0",
-                Version::HTTP_2 => "2",
-                _ => "1.1",
-            },
-        ),
-    ];
-    if let Some(route) = route {
-        attributes.push(string_attribute("http.route", route));
-    }
-    let mut object = json!({
-        "traceId": hex(&span.context.trace_id),
-        "spanId": hex(&span.context.span_id),
-        "name": name,
-        "kind": 2, // SPAN_KIND_SERVER
-        "startTimeUnixNano": start.to_string(),
-        "endTimeUnixNano": end.to_string(),
-        "attributes": attributes,
-        // A server span is an error only for a 5xx: a 4xx is the client's.
-        "status": if span.status >= 500 { json!({"code": 2}) } else { json!({}) },
-    });
+
+    out.extend_from_slice(b"{\"traceId\":\"");
+    hex(out, &span.context.trace_id);
+    out.extend_from_slice(b"\",\"spanId\":\"");
+    hex(out, &span.context.span_id);
+    out.push(b'"');
     if let Some(parent) = span.context.parent_span_id {
-        object["parentSpanId"] = Value::from(hex(&parent));
+        out.extend_from_slice(b",\"parentSpanId\":\"");
+        hex(out, &parent);
+        out.push(b'"');
     }
     if let Some(state) = span.tracestate.as_ref().and_then(|s| s.to_str().ok()) {
-        object["traceState"] = Value::from(state);
+        out.extend_from_slice(b",\"traceState\":");
+        json_string(out, state);
     }
-    object
+    // The span name: method and route template, the method alone without a
+    // route, `HTTP` for an unknown method without one.
+    out.extend_from_slice(b",\"name\":\"");
+    match route {
+        Some(route) => {
+            out.extend_from_slice(method.as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(route.as_bytes());
+        }
+        None if span.verb == Verb::Other => out.extend_from_slice(b"HTTP"),
+        None => out.extend_from_slice(method.as_bytes()),
+    }
+    // kind 2 is SPAN_KIND_SERVER.
+    out.extend_from_slice(b"\",\"kind\":2,\"startTimeUnixNano\":\"");
+    out.extend_from_slice(crate::logging::decimal(start, &mut [0; 20]));
+    out.extend_from_slice(b"\",\"endTimeUnixNano\":\"");
+    out.extend_from_slice(crate::logging::decimal(end, &mut [0; 20]));
+    out.extend_from_slice(b"\",\"attributes\":[");
+    string_attribute(out, "http.request.method", method);
+    out.push(b',');
+    string_attribute(out, "url.path", &span.path);
+    out.push(b',');
+    string_attribute(out, "url.scheme", "http");
+    out.extend_from_slice(b",{\"key\":\"http.response.status_code\",\"value\":{\"intValue\":\"");
+    out.extend_from_slice(crate::logging::decimal(
+        u64::from(span.status),
+        &mut [0; 20],
+    ));
+    out.extend_from_slice(b"\"}},");
+    let version = match span.version {
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_2 => "2",
+        _ => "1.1",
+    };
+    string_attribute(out, "network.protocol.version", version);
+    if let Some(route) = route {
+        out.push(b',');
+        string_attribute(out, "http.route", route);
+    }
+    // A server span is an error only for a 5xx: a 4xx is the client's.
+    out.extend_from_slice(if span.status >= 500 {
+        b"],\"status\":{\"code\":2}}".as_slice()
+    } else {
+        b"],\"status\":{}}".as_slice()
+    });
 }
 
-fn string_attribute(key: &str, value: &str) -> Value {
-    json!({"key": key, "value": {"stringValue": value}})
+fn string_attribute(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(b"{\"key\":");
+    json_string(out, key);
+    out.extend_from_slice(b",\"value\":{\"stringValue\":");
+    json_string(out, value);
+    out.extend_from_slice(b"}}");
+}
+
+/// A JSON string literal, escaped by serde_json.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 fn unix_nanos(time: SystemTime) -> u64 {
@@ -581,8 +622,12 @@ fn unix_nanos(time: SystemTime) -> u64 {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)]);
+        out.push(DIGITS[usize::from(byte & 0xf)]);
+    }
 }
 
 #[cfg(test)]
