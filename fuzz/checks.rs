@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use pulse::config::{self, Config, SETTINGS};
-use pulse::routes::{self, Dispatch, Endpoint, MAX_DELAY, Route, Verb};
+use pulse::routes::{self, Class, Dispatch, MAX_DELAY, Route, Verb};
 
 const VERBS: [Verb; 10] = [
     Verb::Get,
@@ -33,28 +33,25 @@ pub fn routes(data: &[u8]) {
     let (route, dispatch) = routes::dispatch(verb, path, fault_injection);
     assert_eq!(
         route == Route::Unmatched,
-        dispatch == Dispatch::NotFound,
+        matches!(dispatch, Dispatch::NotFound),
         "{path:?}"
     );
     match dispatch {
-        Dispatch::Serve(endpoint) => {
-            assert!(
-                matches!(verb, Verb::Get | Verb::Head),
-                "{verb:?} served {path:?}"
-            );
-            match endpoint {
-                Endpoint::Delay(delay) => assert!(delay <= MAX_DELAY),
-                Endpoint::Status(code) => assert!((200..=599).contains(&code.as_u16())),
-                Endpoint::Panic => assert!(fault_injection),
-                _ => {}
-            }
+        Dispatch::Serve(_) => {
+            let row = route.row().expect("a served route has a row");
+            assert!(row.methods.contains(&verb), "{verb:?} served {path:?}");
+            assert_eq!(routes::parameter(path).is_some(), row.parameter.is_some());
         }
-        Dispatch::MethodNotAllowed { allow } => assert_eq!(allow, "GET, HEAD"),
+        Dispatch::MethodNotAllowed { allow } => {
+            let row = route.row().expect("a 405 route has a row");
+            assert!(!row.methods.contains(&verb));
+            assert_eq!(allow, row.allow);
+        }
         _ => {}
     }
     if !fault_injection {
         assert!(
-            !matches!(route, Route::Delay | Route::Status | Route::Panic),
+            route.row().is_none_or(|row| row.class != Class::Fault),
             "{path:?}"
         );
     }

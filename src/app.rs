@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
@@ -18,14 +19,22 @@ use hyper::{Request, Response, StatusCode, Version};
 use crate::build_info::BUILD;
 use crate::config::Config;
 use crate::logging;
-use crate::metrics::{self, GaugeGuard, Metrics};
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
-use crate::routes::{self, Dispatch, Endpoint, Route, Verb};
+use crate::routes::{self, Dispatch, Handler, Route, Verb};
 use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
 use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE, Traceparent};
 
 /// The response body type: every pulse answer is small and complete.
 pub type Body = Full<Bytes>;
+
+/// The request body an `Async` handler owns: whatever the connection (or an
+/// in-process test) passed in, boxed once, only for the routes that read it.
+pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The answer an `Async` handler is working on.
+pub type Pending = Pin<Box<dyn Future<Output = Response<Body>> + Send>>;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -92,14 +101,22 @@ impl App {
         self.state.draining.load(Ordering::Acquire)
     }
 
-    /// Answers one request. The request body is never read: no pulse route
-    /// takes one.
+    /// How long this App has been serving.
+    pub fn uptime(&self) -> Duration {
+        self.state.started.elapsed()
+    }
+
+    /// Answers one request.
     ///
-    /// Every route but `/delay` is answered synchronously, and the returned
+    /// A `Ready` route is answered synchronously, and the returned
     /// [`Handling`] is then a ready value: hyper moves the service future
     /// around, and a small one is measurably cheaper than a large async
-    /// state machine.
-    pub fn handle<B>(&self, request: &Request<B>, remote: Option<SocketAddr>) -> Handling {
+    /// state machine. Only an `Async` route boxes its body and its future.
+    pub fn handle<B>(&self, request: Request<B>, remote: Option<SocketAddr>) -> Handling
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let state = &*self.state;
         let verb = Verb::from_method(request.method());
         let path = request.uri().path();
@@ -141,36 +158,29 @@ impl App {
         };
 
         let response = match dispatch {
-            Dispatch::Serve(Endpoint::Delay(duration)) => {
+            Dispatch::Serve(Handler::Ready(handler)) => {
+                let parameter = routes::parameter(path);
+                match logging::catch_handler_panic(|| handler(self, parameter)) {
+                    Ok(response) => response,
+                    Err(panic) => self.panicked(&exchange, panic),
+                }
+            }
+            Dispatch::Serve(Handler::Async(handler)) => {
                 let app = self.clone();
                 let path = path.to_owned();
-                return Handling::Delayed(Box::pin(async move {
-                    tokio::time::sleep(duration).await;
-                    let response = json(
-                        StatusCode::OK,
-                        serde_json::json!({"delayed_ms": duration_millis(duration)}),
-                    );
+                let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                return Handling::Pending(Box::pin(async move {
+                    let answering = CatchUnwind(Box::pin({
+                        let app = app.clone();
+                        async move { handler(app, request).await }
+                    }));
+                    let response = match answering.await {
+                        Ok(response) => response,
+                        Err(panic) => app.panicked(&exchange, panic),
+                    };
                     app.finish(exchange, &path, response)
                 }));
             }
-            Dispatch::Serve(endpoint) => {
-                match logging::catch_handler_panic(|| self.serve(endpoint)) {
-                    Ok(response) => response,
-                    Err(panic) => {
-                        state.metrics.count_panic();
-                        log::error!(
-                            target: "pulse::panic",
-                            request_id = exchange.request_id.to_str().unwrap_or("-"),
-                            route = route.label(),
-                            location = panic.location.as_str();
-                            "handler panicked ({}); answered 500",
-                            panic.message
-                        );
-                        json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-                    }
-                }
-            }
-            Dispatch::BadParameter(reason) => json_error(StatusCode::BAD_REQUEST, reason),
             Dispatch::MethodNotAllowed { allow } => {
                 let mut response = json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed");
                 response
@@ -182,6 +192,20 @@ impl App {
             Dispatch::UriTooLong => json_error(StatusCode::URI_TOO_LONG, "URI too long"),
         };
         Handling::Ready(Some(self.finish(exchange, path, response)))
+    }
+
+    /// A handler panicked: count it, log it once with its request, answer 500.
+    fn panicked(&self, exchange: &Exchange, panic: logging::CaughtPanic) -> Response<Body> {
+        self.state.metrics.count_panic();
+        log::error!(
+            target: "pulse::panic",
+            request_id = exchange.request_id.to_str().unwrap_or("-"),
+            route = exchange.route.label(),
+            location = panic.location.as_str();
+            "handler panicked ({}); answered 500",
+            panic.message
+        );
+        json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
 
     /// The part every answer shares: common headers, HEAD, metrics, access log.
@@ -202,14 +226,22 @@ impl App {
             version,
             remote,
         } = exchange;
+        // Every answer says how it may be cached: a 2xx as its row says,
+        // anything else not at all (caches may otherwise keep a 404 or 405).
+        let cache_control = if response.status().is_success() {
+            route.cache_control()
+        } else {
+            "no-store"
+        };
         let headers = response.headers_mut();
         headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        if route.is_probe() {
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache_control),
+        );
         // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
         if version <= Version::HTTP_11 && self.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -267,55 +299,6 @@ impl App {
         );
         response
     }
-
-    fn serve(&self, endpoint: Endpoint) -> Response<Body> {
-        let state = &*self.state;
-        match endpoint {
-            Endpoint::Root => text(StatusCode::OK, "Hello, DevOps!"),
-            Endpoint::Health => json(
-                StatusCode::OK,
-                serde_json::json!({
-                    "status": "healthy",
-                    "version": BUILD.version,
-                    "uptime_seconds": state.started.elapsed().as_secs(),
-                }),
-            ),
-            Endpoint::Livez => json(StatusCode::OK, serde_json::json!({"status": "alive"})),
-            Endpoint::Readyz => {
-                if self.is_draining() {
-                    json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        serde_json::json!({"status": "draining"}),
-                    )
-                } else {
-                    json(StatusCode::OK, serde_json::json!({"status": "ready"}))
-                }
-            }
-            Endpoint::Version => json(
-                StatusCode::OK,
-                serde_json::json!({
-                    "version": BUILD.version,
-                    "commit": BUILD.commit,
-                    "rustc": BUILD.rustc,
-                    "target": BUILD.target,
-                }),
-            ),
-            Endpoint::Metrics => {
-                let mut response = Response::new(Body::from(state.metrics.render()));
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(metrics::CONTENT_TYPE),
-                );
-                response
-            }
-            // `handle` answers /delay asynchronously; it never reaches here.
-            Endpoint::Delay(_) => {
-                json_error(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-            }
-            Endpoint::Status(status) => status_response(status),
-            Endpoint::Panic => panic!("fault injection: GET /panic"),
-        }
-    }
 }
 
 /// What `finish` needs to know about a request once its answer is ready.
@@ -333,10 +316,10 @@ struct Exchange {
     remote: Option<SocketAddr>,
 }
 
-/// The answer to one request: ready at once, or after `/delay`'s sleep.
+/// The answer to one request: ready at once, or from an `Async` handler.
 pub enum Handling {
     Ready(Option<Response<Body>>),
-    Delayed(Pin<Box<dyn Future<Output = Response<Body>> + Send>>),
+    Pending(Pending),
 }
 
 impl Future for Handling {
@@ -351,12 +334,29 @@ impl Future for Handling {
                     "Internal server error",
                 )),
             },
-            Handling::Delayed(future) => future.as_mut().poll(cx),
+            Handling::Pending(future) => future.as_mut().poll(cx),
         }
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+/// Polls an `Async` handler's future, catching a panic like a `Ready`
+/// handler's, so it becomes a 500 instead of a dropped connection.
+struct CatchUnwind(Pending);
+
+impl Future for CatchUnwind {
+    type Output = Result<Response<Body>, logging::CaughtPanic>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let future = &mut self.get_mut().0;
+        match logging::catch_handler_panic(|| future.as_mut().poll(cx)) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(response)) => Poll::Ready(Ok(response)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -366,7 +366,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+pub fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(body.to_string()));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -381,16 +381,6 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, serde_json::json!({ "error": message }))
 }
 
-/// `/status/{code}`: a JSON body, except for the codes that must not have one.
-fn status_response(status: StatusCode) -> Response<Body> {
-    if matches!(status.as_u16(), 204 | 205 | 304) {
-        let mut response = Response::new(Body::default());
-        *response.status_mut() = status;
-        return response;
-    }
-    json(status, serde_json::json!({ "status": status.as_u16() }))
-}
-
 /// A HEAD answer: GET's status and headers, including its `Content-Length`,
 /// and no body. HTTP/2 treats body bytes on a HEAD response as a protocol
 /// error, so they are dropped here rather than left to the connection.
@@ -402,10 +392,6 @@ fn without_body(response: Response<Body>) -> Response<Body> {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     Response::from_parts(parts, Body::default())
-}
-
-fn duration_millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The caller's `tracestate`, several headers joined as the spec says, if
@@ -470,15 +456,14 @@ fn remote_text(remote: Option<SocketAddr>, buffer: &mut [u8; 64]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util::BodyExt;
 
     async fn call(app: &App, method: &str, path: &str) -> (Response<()>, String) {
         let request = Request::builder()
             .method(method)
             .uri(path)
-            .body(())
+            .body(http_body_util::Empty::<Bytes>::new())
             .unwrap();
-        let (parts, body) = app.handle(&request, None).await.into_parts();
+        let (parts, body) = app.handle(request, None).await.into_parts();
         let bytes = body.collect().await.unwrap().to_bytes();
         (
             Response::from_parts(parts, ()),

@@ -26,6 +26,7 @@
 
 pub mod alert_log;
 pub mod app;
+pub mod body;
 pub mod build_info;
 pub mod cli;
 pub mod config;

@@ -295,7 +295,7 @@ fn spawn_connection(
         service_fn(move |request| {
             let busy = Busy::new(&activity);
             Infallibly {
-                handling: app.handle(&request, Some(remote)),
+                handling: app.handle(request, Some(remote)),
                 _busy: busy,
             }
         })

@@ -430,7 +430,7 @@ async fn concurrent_panics_are_logged_counted_500s_and_other_requests_carry_on()
             line.contains(r#""target":"pulse::panic""#)
                 && line.contains("handler panicked")
                 && line.contains(r#""route":"/panic""#)
-                && line.contains(r#""location":"src/app.rs:"#),
+                && line.contains(r#""location":"src/routes/faults.rs:"#),
             "{line}"
         );
     }

@@ -81,7 +81,11 @@ impl Answer {
 }
 
 /// Sends one request on a new HTTP/1.1 or h2 (prior knowledge) connection.
-pub async fn send(addr: SocketAddr, request: Request<Empty<Bytes>>) -> Answer {
+pub async fn send<B>(addr: SocketAddr, request: Request<B>) -> Answer
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stream = TcpStream::connect(addr).await.expect("connect");
     let io = TokioIo::new(stream);
     let response = if request.version() == Version::HTTP_2 {

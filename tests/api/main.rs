@@ -5,6 +5,7 @@
 //! real executable, and small HTTP/1.1, h2 and raw-TCP clients.
 
 mod binary;
+mod echo;
 mod fuzz_corpus;
 mod hardening;
 mod helpers;
@@ -15,4 +16,5 @@ mod metrics;
 mod rejections;
 mod routes;
 mod shutdown;
+mod table;
 mod tracing;

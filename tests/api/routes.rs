@@ -181,19 +181,6 @@ async fn every_response_carries_nosniff_and_a_request_id() {
 }
 
 #[tokio::test]
-async fn probes_and_metrics_are_not_cacheable() {
-    let app = spawn_app(Config::default()).await;
-    for path in ["/health", "/livez", "/readyz", "/metrics"] {
-        assert_eq!(
-            get(app.addr, path).await.header("cache-control"),
-            Some("no-store"),
-            "{path}"
-        );
-    }
-    assert_eq!(get(app.addr, "/").await.header("cache-control"), None);
-}
-
-#[tokio::test]
 async fn a_well_formed_request_id_is_echoed() {
     let app = spawn_app(Config::default()).await;
     let id = "req-42_abc.DEF:7";

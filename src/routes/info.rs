@@ -1,0 +1,46 @@
+//! `/` and `/version`: what the service is.
+
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::openapi::{Content, Operation};
+use crate::app::{App, Body, json, text};
+use crate::build_info::BUILD;
+
+pub fn root(_: &App, _: Option<&str>) -> Response<Body> {
+    text(StatusCode::OK, "Hello, DevOps!")
+}
+
+pub fn root_doc() -> Operation {
+    Operation::new("A greeting").answer("200", "Hello, DevOps!", Content::Text)
+}
+
+pub fn version(_: &App, _: Option<&str>) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        json!({
+            "version": BUILD.version,
+            "commit": BUILD.commit,
+            "rustc": BUILD.rustc,
+            "target": BUILD.target,
+        }),
+    )
+}
+
+pub fn version_doc() -> Operation {
+    Operation::new("The running build").answer(
+        "200",
+        "Version, commit, compiler and target",
+        Content::json(json!({
+            "type": "object",
+            "required": ["version", "commit", "rustc", "target"],
+            "properties": {
+                "version": {"type": "string"},
+                "commit": {"type": "string"},
+                "rustc": {"type": "string"},
+                "target": {"type": "string"},
+            },
+            "additionalProperties": false,
+        })),
+    )
+}

@@ -1,0 +1,98 @@
+//! Health probes and the Prometheus scrape: quiet in the logs, never cached,
+//! outside the SLI (their rows say `Probe`).
+
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::openapi::{Content, Operation};
+use crate::app::{App, Body, json};
+use crate::build_info::BUILD;
+use crate::metrics;
+
+pub fn health(app: &App, _: Option<&str>) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        json!({
+            "status": "healthy",
+            "version": BUILD.version,
+            "uptime_seconds": app.uptime().as_secs(),
+        }),
+    )
+}
+
+pub fn health_doc() -> Operation {
+    Operation::new("Health, version and uptime").answer(
+        "200",
+        "Healthy",
+        Content::json(json!({
+            "type": "object",
+            "required": ["status", "version", "uptime_seconds"],
+            "properties": {
+                "status": {"const": "healthy"},
+                "version": {"type": "string"},
+                "uptime_seconds": {"type": "integer", "minimum": 0},
+            },
+            "additionalProperties": false,
+        })),
+    )
+}
+
+pub fn livez(_: &App, _: Option<&str>) -> Response<Body> {
+    json(StatusCode::OK, json!({"status": "alive"}))
+}
+
+pub fn livez_doc() -> Operation {
+    Operation::new("Liveness: the process can serve").answer(
+        "200",
+        "Alive",
+        Content::json(status_schema(&["alive"])),
+    )
+}
+
+pub fn readyz(app: &App, _: Option<&str>) -> Response<Body> {
+    if app.is_draining() {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "draining"}),
+        )
+    } else {
+        json(StatusCode::OK, json!({"status": "ready"}))
+    }
+}
+
+pub fn readyz_doc() -> Operation {
+    Operation::new("Readiness: 503 from the moment shutdown starts")
+        .answer("200", "Ready", Content::json(status_schema(&["ready"])))
+        .answer(
+            "503",
+            "Draining before shutdown",
+            Content::json(status_schema(&["draining"])),
+        )
+}
+
+pub fn metrics(app: &App, _: Option<&str>) -> Response<Body> {
+    let mut response = Response::new(Body::from(app.metrics().render()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+pub fn metrics_doc() -> Operation {
+    Operation::new("Prometheus metrics").answer(
+        "200",
+        "The text exposition format 0.0.4",
+        Content::Prometheus,
+    )
+}
+
+fn status_schema(values: &[&str]) -> serde_json::Value {
+    json!({
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"enum": values}},
+        "additionalProperties": false,
+    })
+}
