@@ -65,6 +65,38 @@ smoke_binary() {
   return "$code"
 }
 
+# Schemathesis generates requests from GET /openapi.json and checks every
+# answer against it; tests/schemathesis.toml bounds the examples and names
+# the checks the fault routes are exempt from, and why.
+schemathesis_run() {
+  venv_tool schemathesis 'schemathesis>=4.1,<5'
+  local work code=0
+  work="$(mktemp -d)"
+  start_pulse "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl" "$work/pulse.log" PULSE_FAULT_INJECTION=true
+  info "st run $PULSE_URL/openapi.json ($(st --version 2>/dev/null))"
+  st --config-file tests/schemathesis.toml run --no-color "$PULSE_URL/openapi.json" >"$work/st.log" 2>&1 || code=$?
+  stop_pulse || code=$?
+  if [ "$code" -ne 0 ]; then
+    cat "$work/st.log"
+  else
+    sed -n '/^API Operations:/,$p' "$work/st.log" | sed 's/^/    /'
+  fi
+  rm -rf "$work"
+  return "$code"
+}
+
+# REDbot lints the answers of every GET route for HTTP and caching mistakes.
+http_lint() {
+  venv_tool redbot 'redbot>=2,<3'
+  local work code=0
+  work="$(mktemp -d)"
+  start_pulse "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl" "$work/pulse.log" PULSE_FAULT_INJECTION=true
+  python3 tests/http_lint.py "$PULSE_URL" || code=$?
+  stop_pulse || code=$?
+  rm -rf "$work"
+  return "$code"
+}
+
 otlp_export() {
   pip_install 'opentelemetry-proto>=1.27'
   python3 tests/otlp_export.py "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl"
@@ -135,6 +167,8 @@ stage "build: static x86_64 musl binary" scripts/build-static.sh x86_64-unknown-
 stage "build: static aarch64 musl binary + qemu smoke" scripts/smoke-arm64.sh
 stage "metrics: promtool check metrics" scripts/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
+stage "api: schemathesis against GET /openapi.json" schemathesis_run
+stage "api: REDbot on every GET route, no BAD or WARN" http_lint
 stage "tracing: OTLP span export, decoded by opentelemetry-proto" otlp_export
 stage "image: build amd64+arm64, smoke, scan" image
 stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build-image-from-source.sh standin

@@ -67,6 +67,35 @@ pip_install() {
   rm -f "$log"
 }
 
+# venv_tool NAME REQUIREMENT... installs Python tools into a virtual
+# environment of their own, ~/.cache/pulse/venv/NAME, and puts its bin/ first
+# on PATH: tools whose pins clash (checkov wants packaging<24, schemathesis a
+# newer one) then cannot break each other.
+venv_tool() {
+  local name="$1" venv log
+  shift
+  venv="${XDG_CACHE_HOME:-$HOME/.cache}/pulse/venv/$name"
+  if [ ! -x "$venv/bin/python" ]; then
+    info "python3 -m venv $venv"
+    python3 -m venv "$venv" 2>/dev/null || {
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    }
+  fi
+  export PATH="$venv/bin:$PATH"
+  # The requirements last installed, so a second run installs nothing.
+  [ "$(cat "$venv/.pulse-requirements" 2>/dev/null)" = "$*" ] && return 0
+  info "pip install $* (in $venv)"
+  log="$(mktemp)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@" >"$log" 2>&1 || {
+    cat "$log"
+    rm -f "$log"
+    die "pip install $* failed"
+  }
+  rm -f "$log"
+  echo "$*" >"$venv/.pulse-requirements"
+}
+
 # need_python_yaml makes `import yaml` work for the python3 on PATH.
 need_python_yaml() {
   python3 -c 'import yaml' 2>/dev/null && return 0

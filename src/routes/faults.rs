@@ -30,7 +30,7 @@ pub fn delay_doc() -> Operation {
         .parameter(json!({"type": "integer", "minimum": 0, "maximum": millis(MAX_DELAY)}))
         .answer(
             "200",
-            "Slept for the delay, capped at 10000 ms",
+            "Slept for the delay",
             Content::json(json!({
                 "type": "object",
                 "required": ["delayed_ms"],

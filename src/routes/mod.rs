@@ -26,7 +26,7 @@ use openapi::Operation;
 /// the server's buffer are refused by hyper before they reach pulse.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-/// The longest `/delay/{ms}` pulse sleeps; larger values are capped to it.
+/// The longest `/delay/{ms}` pulse sleeps; a larger value is a 400.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
 /// An HTTP method, reduced to the set pulse names in metrics.
@@ -93,17 +93,17 @@ impl Verb {
 //   path), `Async` for one that awaits or reads the body (it owns the request).
 // - doc: the handler's OpenAPI operation.
 route_table! {
-    Root:    [GET, HEAD] "/"              => App,   "public, max-age=60", Ready info::root,    info::root_doc;
-    Health:  [GET, HEAD] "/health"        => Probe, "no-store",           Ready probes::health, probes::health_doc;
-    Livez:   [GET, HEAD] "/livez"         => Probe, "no-store",           Ready probes::livez,  probes::livez_doc;
-    Readyz:  [GET, HEAD] "/readyz"        => Probe, "no-store",           Ready probes::readyz, probes::readyz_doc;
-    Version: [GET, HEAD] "/version"       => App,   "public, max-age=60", Ready info::version, info::version_doc;
-    Metrics: [GET, HEAD] "/metrics"       => Probe, "no-store",           Ready probes::metrics, probes::metrics_doc;
-    OpenApi: [GET, HEAD] "/openapi.json"  => App,   "public, max-age=60", Ready openapi::document, openapi::document_doc;
-    Echo:    [POST]      "/echo"          => App,   "no-store",           Async echo::echo,     echo::echo_doc;
-    Delay:   [GET, HEAD] "/delay" / {ms}  => Fault, "no-store",           Async faults::delay,  faults::delay_doc;
-    Status:  [GET, HEAD] "/status" / {code} => Fault, "no-store",         Ready faults::status, faults::status_doc;
-    Panic:   [GET, HEAD] "/panic"         => Fault, "no-store",           Ready faults::panic,  faults::panic_doc;
+    Root:    [GET, HEAD] "/"                => App,   "max-age=60", Ready info::root,          info::root_doc;
+    Health:  [GET, HEAD] "/health"          => Probe, "no-store",   Ready probes::health,      probes::health_doc;
+    Livez:   [GET, HEAD] "/livez"           => Probe, "no-store",   Ready probes::livez,       probes::livez_doc;
+    Readyz:  [GET, HEAD] "/readyz"          => Probe, "no-store",   Ready probes::readyz,      probes::readyz_doc;
+    Version: [GET, HEAD] "/version"         => App,   "max-age=60", Ready info::version,       info::version_doc;
+    Metrics: [GET, HEAD] "/metrics"         => Probe, "no-store",   Ready probes::metrics,     probes::metrics_doc;
+    OpenApi: [GET, HEAD] "/openapi.json"    => App,   "max-age=60", Ready openapi::document,   openapi::document_doc;
+    Echo:    [POST]      "/echo"            => App,   "no-store",   Async echo::echo,          echo::echo_doc;
+    Delay:   [GET, HEAD] "/delay" / {ms}    => Fault, "no-store",   Async faults::delay,       faults::delay_doc;
+    Status:  [GET, HEAD] "/status" / {code} => Fault, "no-store",   Ready faults::status,      faults::status_doc;
+    Panic:   [GET, HEAD] "/panic"           => Fault, "no-store",   Ready faults::panic,       faults::panic_doc;
 }
 
 /// Which requests a route serves, and how they are logged and counted.
@@ -311,15 +311,19 @@ fn split_parameter(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `/delay/{ms}`: whole milliseconds, capped at [`MAX_DELAY`].
+/// `/delay/{ms}`: whole milliseconds, at most [`MAX_DELAY`].
 pub fn parse_delay(text: &str) -> Result<Duration, &'static str> {
-    const REASON: &str = "delay must be whole milliseconds, such as /delay/250";
+    const REASON: &str = "delay must be whole milliseconds from 0 to 10000, such as /delay/250";
     // SECURITY: bound the digits before parsing, so no input is slow to reject.
-    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(REASON);
     }
     let millis: u64 = text.parse().map_err(|_| REASON)?;
-    Ok(Duration::from_millis(millis).min(MAX_DELAY))
+    let delay = Duration::from_millis(millis);
+    if delay > MAX_DELAY {
+        return Err(REASON);
+    }
+    Ok(delay)
 }
 
 /// `/status/{code}`: a status code from 200 to 599.
@@ -409,7 +413,8 @@ mod tests {
     #[test]
     fn parameters_parse_and_are_bounded() {
         assert_eq!(parse_delay("250"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_delay("99999999999"), Ok(MAX_DELAY));
+        assert_eq!(parse_delay("10000"), Ok(MAX_DELAY));
+        assert!(parse_delay("10001").is_err());
         assert_eq!(parse_status("418"), Ok(StatusCode::IM_A_TEAPOT));
         for bad in ["", "-1", "1.5", "999999999999999999999"] {
             assert!(parse_delay(bad).is_err(), "{bad}");
