@@ -90,6 +90,17 @@ fetch POST /
 [ "$(header allow)" = "GET, HEAD" ] || fail "POST / has Allow '$(header allow)', expected 'GET, HEAD'"
 pass "POST / -> 405, Allow: GET, HEAD"
 
+fetch POST /echo -H 'Content-Type: application/json' --data '{"smoke":[1,true,null]}'
+{ [ "$status" = 200 ] && [ "$(body)" = '{"smoke":[1,true,null]}' ]; } || fail "POST /echo -> $status $(body)"
+pass "POST /echo -> 200 with the document sent"
+fetch POST /echo -H 'Content-Type: text/plain' --data 'hello'
+[ "$status" = 415 ] || fail "POST /echo as text/plain -> $status $(body), expected 415"
+pass "POST /echo as text/plain -> 415 $(body)"
+
+fetch GET /openapi.json
+{ [ "$status" = 200 ] && grep -q '"openapi":"3.1.0"' "$work/body"; } || fail "GET /openapi.json -> $status"
+pass "GET /openapi.json -> 200, OpenAPI 3.1.0"
+
 fetch GET /
 generated="$(header x-request-id)"
 [ -n "$generated" ] || fail "GET / has no X-Request-Id"
