@@ -2,8 +2,8 @@
 
 use std::ffi::OsString;
 
-use crate::build_info::BUILD;
-use crate::config::SETTINGS;
+use pulse::build_info::BUILD;
+use pulse::config::SETTINGS;
 
 /// What the binary was asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

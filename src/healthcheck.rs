@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use pulse::Config;
 
 /// The whole check must finish within this, well inside any healthcheck's own timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(2);

@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! - `config` and `dotenv`: settings from the environment and `.env`.
-//! - `routes`: the route table, a pure function of method and path.
+//! - `routes`: the route table, one row per route, and its handlers.
 //! - `app`: the app factory; builds the service from a `Config` and answers
 //!   one request, in-process.
 //! - `server`: puts an `App` on a listener: HTTP/1.1 and h2c, timeouts, the
@@ -18,8 +18,12 @@
 //! - `request_id`, `build_info`: small helpers.
 //! - `trace_context`: W3C `traceparent` and `tracestate`, and the sampler.
 //! - `span_export`: OTLP/HTTP JSON span export, off unless configured.
-//! - `cli`, `healthcheck`, `signals`: what only the binary uses.
+//! - `body`: reading a request body with a cap (JSON).
 //! - `alert_log`: `pulse alert-log`, the monitoring stack's webhook receiver.
+//!
+//! A fork's tests need [`App`], [`Config`] and [`serve`] (or [`run`]). The
+//! command line, `pulse healthcheck` and the signal handlers belong to the
+//! binary (`main.rs` declares `cli`, `healthcheck` and `signals`).
 
 #![forbid(unsafe_code)]
 #![deny(warnings)]
@@ -28,11 +32,9 @@ pub mod alert_log;
 pub mod app;
 pub mod body;
 pub mod build_info;
-pub mod cli;
 pub mod config;
 mod connection;
 pub mod dotenv;
-pub mod healthcheck;
 pub mod logging;
 pub mod metrics;
 #[cfg(target_os = "linux")]
@@ -40,7 +42,6 @@ pub mod process_metrics;
 pub mod request_id;
 pub mod routes;
 pub mod server;
-pub mod signals;
 pub mod span_export;
 pub mod trace_context;
 
@@ -54,5 +55,6 @@ pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, 
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{ShutdownRequest, run, serve};

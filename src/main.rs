@@ -3,12 +3,18 @@
 
 #![forbid(unsafe_code)]
 
+// What only the binary uses: the command line, `pulse healthcheck` and the
+// signal handlers. They sit beside this file but are not the library's.
+mod cli;
+mod healthcheck;
+mod signals;
+
 use std::path::Path;
 use std::process::ExitCode;
 
-use pulse::cli::{self, Command, EXIT_USAGE};
-use pulse::signals::Signals;
-use pulse::{Config, healthcheck, logging};
+use cli::{Command, EXIT_USAGE};
+use pulse::{Config, logging};
+use signals::Signals;
 
 fn main() -> ExitCode {
     let command = match cli::parse(std::env::args_os().skip(1)) {

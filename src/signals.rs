@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::server::ShutdownRequest;
+use pulse::ShutdownRequest;
 
 /// Exit code when a second signal cuts the graceful shutdown short.
 pub const EXIT_FORCED: i32 = 130;
@@ -57,7 +57,7 @@ impl Signals {
             let second = self.recv().await;
             log::warn!("shutdown: {second:?} received again; exiting at once");
             // At once means at once: a blocked stdout gets a moment, no more.
-            crate::logging::flush(Duration::from_millis(200));
+            pulse::logging::flush(Duration::from_millis(200));
             std::process::exit(EXIT_FORCED);
         });
         first
