@@ -37,10 +37,11 @@ pub fn routes(data: &[u8]) {
         "{path:?}"
     );
     match dispatch {
-        Dispatch::Serve(_) => {
+        Dispatch::Serve { parameter, .. } => {
             let row = route.row().expect("a served route has a row");
             assert!(row.methods.contains(&verb), "{verb:?} served {path:?}");
-            assert_eq!(routes::parameter(path).is_some(), row.parameter.is_some());
+            assert_eq!(parameter.is_some(), row.parameter.is_some());
+            assert_eq!(parameter, routes::parameter(path));
         }
         Dispatch::MethodNotAllowed { allow } => {
             let row = route.row().expect("a 405 route has a row");

@@ -158,14 +158,17 @@ impl App {
         };
 
         let response = match dispatch {
-            Dispatch::Serve(Handler::Ready(handler)) => {
-                let parameter = routes::parameter(path);
-                match logging::catch_handler_panic(|| handler(self, parameter)) {
-                    Ok(response) => response,
-                    Err(panic) => self.panicked(&exchange, panic),
-                }
-            }
-            Dispatch::Serve(Handler::Async(handler)) => {
+            Dispatch::Serve {
+                handler: Handler::Ready(handler),
+                parameter,
+            } => match logging::catch_handler_panic(|| handler(self, parameter)) {
+                Ok(response) => response,
+                Err(panic) => self.panicked(&exchange, panic),
+            },
+            Dispatch::Serve {
+                handler: Handler::Async(handler),
+                ..
+            } => {
                 let app = self.clone();
                 let path = path.to_owned();
                 let request = request.map(|body| body.map_err(Into::into).boxed_unsync());

@@ -253,8 +253,12 @@ impl Route {
 
 /// The outcome of matching one request.
 #[derive(Clone, Copy)]
-pub enum Dispatch {
-    Serve(Handler),
+pub enum Dispatch<'path> {
+    /// The handler, and the path parameter (`250` in `/delay/250`).
+    Serve {
+        handler: Handler,
+        parameter: Option<&'path str>,
+    },
     /// The path exists but not for this method: 405 with `Allow`.
     MethodNotAllowed {
         allow: &'static str,
@@ -264,11 +268,16 @@ pub enum Dispatch {
     UriTooLong,
 }
 
-impl std::fmt::Debug for Dispatch {
+impl std::fmt::Debug for Dispatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Dispatch::Serve(Handler::Ready(_)) => f.write_str("Serve(Ready)"),
-            Dispatch::Serve(Handler::Async(_)) => f.write_str("Serve(Async)"),
+            Dispatch::Serve { handler, parameter } => {
+                let kind = match handler {
+                    Handler::Ready(_) => "Ready",
+                    Handler::Async(_) => "Async",
+                };
+                write!(f, "Serve({kind}, {parameter:?})")
+            }
             Dispatch::MethodNotAllowed { allow } => write!(f, "MethodNotAllowed({allow})"),
             Dispatch::NotFound => f.write_str("NotFound"),
             Dispatch::UriTooLong => f.write_str("UriTooLong"),
@@ -279,7 +288,7 @@ impl std::fmt::Debug for Dispatch {
 /// Matches a request against the table. `fault_injection` decides whether
 /// the fault routes exist at all: when it is off they are 404s like any
 /// unknown path.
-pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispatch) {
+pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispatch<'_>) {
     let (base, parameter) = split_parameter(path);
     let route = match_path(base, parameter.is_some());
     let Some(row) = route.row() else {
@@ -289,7 +298,8 @@ pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispat
         return (Route::Unmatched, Dispatch::NotFound);
     }
     if row.methods.contains(&verb) {
-        (route, Dispatch::Serve(row.handler))
+        let handler = row.handler;
+        (route, Dispatch::Serve { handler, parameter })
     } else {
         (route, Dispatch::MethodNotAllowed { allow: row.allow })
     }
@@ -303,10 +313,16 @@ pub fn parameter(path: &str) -> Option<&str> {
 /// Splits `/delay/250` into `("/delay", Some("250"))`. `/health` has no
 /// parameter, and a path with more segments stays whole, so it matches nothing.
 fn split_parameter(path: &str) -> (&str, Option<&str>) {
-    match path.get(1..).and_then(|rest| rest.find('/')) {
-        Some(slash) if !path[slash + 2..].contains('/') => {
-            (&path[..slash + 1], Some(&path[slash + 2..]))
-        }
+    // Bytes, not `str::find(char)`: this runs on every request, and `/` is
+    // ASCII, so every index found is a char boundary.
+    let bytes = path.as_bytes();
+    let mut slashes = bytes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|&(_, &b)| b == b'/');
+    match (slashes.next(), slashes.next()) {
+        (Some((slash, _)), None) => (&path[..slash], Some(&path[slash + 1..])),
         _ => (path, None),
     }
 }
@@ -355,7 +371,7 @@ mod tests {
             for &verb in row.methods {
                 let (matched, outcome) = dispatch(verb, &path, true);
                 assert_eq!(matched, route, "{path}");
-                assert!(matches!(outcome, Dispatch::Serve(_)), "{verb:?} {path}");
+                assert!(matches!(outcome, Dispatch::Serve { .. }), "{verb:?} {path}");
             }
             for verb in [
                 Verb::Get,
