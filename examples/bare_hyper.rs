@@ -1,6 +1,6 @@
 //! The benchmark's reference: the plainest hyper 1 server, answering every
 //! request with `Hello, DevOps!`. No routing, metrics, logging or headers.
-//! `scripts/bench.sh` reports pulse's figures as ratios to this one's.
+//! `scripts/bench/bench.sh` reports pulse's figures as ratios to this one's.
 //!
 //! Run: `PORT=8081 cargo run --release --example bare_hyper`
 

@@ -1,6 +1,6 @@
 //! Measures cold start: from exec to the first 200 answer on a path.
 //!
-//! Usage: `cold_start BINARY PATH RUNS` (scripts/bench.sh runs it). It prints
+//! Usage: `cold_start BINARY PATH RUNS` (scripts/bench/bench.sh runs it). It prints
 //! each run's time in microseconds, then the median. The binary is started
 //! with `PORT` set to a free port and polled every 50 µs with a fresh
 //! connection, as a load balancer's first probe would be.

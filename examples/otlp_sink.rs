@@ -1,5 +1,5 @@
 //! A collector stand-in for the benchmark: accepts every OTLP/HTTP POST,
-//! reads the body and answers `200 {}`, so `scripts/bench.sh` can measure
+//! reads the body and answers `200 {}`, so `scripts/bench/bench.sh` can measure
 //! pulse with span export on without a real collector's CPU in the way.
 //! It checks nothing: `tests/otlp_export.py` decodes what pulse sends.
 //!

@@ -52,7 +52,12 @@ install_prerequisites() {
   need_python_yaml
   rust_target x86_64-unknown-linux-musl
   rust_target aarch64-unknown-linux-musl
-  scripts/toolchain.sh "$(rustup show active-toolchain | awk '{ print $1 }')" rustfmt clippy
+  scripts/ci/toolchain.sh "$(rustup show active-toolchain | awk '{ print $1 }')" rustfmt clippy
+}
+
+rust_lint() {
+  cargo fmt --all -- --check
+  cargo clippy --locked --all-targets -- -D warnings
 }
 
 smoke_binary() {
@@ -65,54 +70,17 @@ smoke_binary() {
   return "$code"
 }
 
-# Schemathesis generates requests from GET /openapi.json and checks every
-# answer against it; tests/schemathesis.toml bounds the examples and names
-# the checks the fault routes are exempt from, and why.
-schemathesis_run() {
-  venv_tool schemathesis 'schemathesis>=4.1,<5'
-  local work code=0
-  work="$(mktemp -d)"
-  start_pulse "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl" "$work/pulse.log" PULSE_FAULT_INJECTION=true
-  info "st run $PULSE_URL/openapi.json ($(st --version 2>/dev/null))"
-  st --config-file tests/schemathesis.toml run --no-color "$PULSE_URL/openapi.json" >"$work/st.log" 2>&1 || code=$?
-  stop_pulse || code=$?
-  if [ "$code" -ne 0 ]; then
-    cat "$work/st.log"
-  else
-    sed -n '/^API Operations:/,$p' "$work/st.log" | sed 's/^/    /'
-  fi
-  rm -rf "$work"
-  return "$code"
-}
-
-# REDbot lints the answers of every GET route for HTTP and caching mistakes.
-http_lint() {
-  venv_tool redbot 'redbot>=2,<3'
-  local work code=0
-  work="$(mktemp -d)"
-  start_pulse "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl" "$work/pulse.log" PULSE_FAULT_INJECTION=true
-  python3 tests/http_lint.py "$PULSE_URL" || code=$?
-  stop_pulse || code=$?
-  rm -rf "$work"
-  return "$code"
-}
-
-otlp_export() {
-  pip_install 'opentelemetry-proto>=1.27'
-  python3 tests/otlp_export.py "$REPO_ROOT/dist/pulse-x86_64-unknown-linux-musl"
-}
-
 image() {
-  PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build-image.sh amd64 localhost/pulse:dev
-  PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build-image.sh arm64 localhost/pulse:arm64
-  scripts/image-smoke.sh localhost/pulse:dev
-  scripts/scan-image.sh localhost/pulse:dev
+  PULSE_BINARY=dist/pulse-x86_64-unknown-linux-musl scripts/build/image.sh amd64 localhost/pulse:dev
+  PULSE_BINARY=dist/pulse-aarch64-unknown-linux-musl scripts/build/image.sh arm64 localhost/pulse:arm64
+  scripts/e2e/image-smoke.sh localhost/pulse:dev
+  scripts/release/scan-image.sh localhost/pulse:dev
 }
 
 release_dry_run() {
-  scripts/sbom.sh
-  scripts/checksums.sh
-  scripts/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
+  scripts/release/sbom.sh
+  scripts/release/checksums.sh
+  scripts/release/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
     "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 }
 
@@ -159,28 +127,28 @@ wait_for_cargo_tools() {
 }
 
 stage "install prerequisites" install_prerequisites
-stage "preflight: podman, name resolution, pods, qemu" scripts/preflight.sh
-stage "lint: cargo fmt, clippy -D warnings" scripts/lint.sh
-stage "test: cargo test --locked" scripts/test.sh
+stage "preflight: podman, name resolution, pods, qemu" scripts/ci/preflight.sh
+stage "lint: cargo fmt, clippy -D warnings" rust_lint
+stage "test: cargo test --locked" cargo test --locked
 install_cargo_tools_in_background
-stage "build: static x86_64 musl binary" scripts/build-static.sh x86_64-unknown-linux-musl
-stage "build: static aarch64 musl binary + qemu smoke" scripts/smoke-arm64.sh
-stage "metrics: promtool check metrics" scripts/check-metrics.sh
+stage "build: static x86_64 musl binary" scripts/build/static.sh x86_64-unknown-linux-musl
+stage "build: static aarch64 musl binary + qemu smoke" scripts/build/smoke-arm64.sh
+stage "metrics: promtool check metrics" scripts/ci/check-metrics.sh
 stage "smoke test against the binary" smoke_binary
-stage "api: schemathesis against GET /openapi.json" schemathesis_run
-stage "api: REDbot on every GET route, no BAD or WARN" http_lint
-stage "tracing: OTLP span export, decoded by opentelemetry-proto" otlp_export
+stage "api: schemathesis against GET /openapi.json" scripts/e2e/api.sh schemathesis
+stage "api: REDbot on every GET route, no BAD or WARN" scripts/e2e/api.sh http-lint
+stage "tracing: OTLP span export, decoded by opentelemetry-proto" scripts/e2e/api.sh otlp
 stage "image: build amd64+arm64, smoke, scan" image
-stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build-image-from-source.sh standin
-stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e-compose.sh standin
-stage "monitoring: promtool, amtool, Grafana files" scripts/check-monitoring.sh
-stage "monitoring e2e (alert end to end)" scripts/e2e-monitoring.sh
-stage "deploy: kustomize, schemas, checkov" scripts/check-deploy.sh
-stage "deploy e2e (podman kube play)" scripts/e2e-kube.sh
+stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build/image-from-source.sh standin
+stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e/compose.sh standin
+stage "monitoring: promtool, amtool, Grafana files" scripts/ci/check-monitoring.sh
+stage "monitoring e2e (alert end to end)" scripts/e2e/monitoring.sh
+stage "deploy: kustomize, schemas, checkov" scripts/ci/check-deploy.sh
+stage "deploy e2e (podman kube play)" scripts/e2e/kube.sh
 wait_for_cargo_tools
-stage "security: cargo deny" scripts/deny.sh
+stage "security: cargo deny" scripts/ci/deny.sh
 stage "release dry run: SBOM, checksums, manifest" release_dry_run
-stage "hygiene: shellcheck, hadolint, actionlint, yamllint, zizmor" scripts/lint-repo.sh
+stage "hygiene: shellcheck, hadolint, actionlint, yamllint, zizmor" scripts/ci/lint-repo.sh
 
 step "summary ($((SECONDS / 60)) min $((SECONDS % 60)) s)"
 printf '    %s\n' "${timings[@]}"

@@ -131,6 +131,7 @@ start_pulse() {
     tries=$((tries + 1))
     if [ "$tries" -gt 200 ] || ! kill -0 "$PULSE_PID" 2>/dev/null; then
       cat "$logfile" >&2
+      kill -KILL "$PULSE_PID" 2>/dev/null || true
       die "pulse did not start listening"
     fi
     sleep 0.05
@@ -177,7 +178,7 @@ podman_setup() {
   [ "$#" -gt 0 ] || set -- --version
   podman_install
   if [ -z "${CONTAINERS_CONF:-}" ] && ! podman run --rm "$image" "$@" >/dev/null 2>&1; then
-    export CONTAINERS_CONF="$REPO_ROOT/scripts/podman/containers.conf"
+    export CONTAINERS_CONF="$REPO_ROOT/scripts/sandbox/podman/containers.conf"
     info "containers do not start with podman's defaults here; using $CONTAINERS_CONF"
     podman run --rm "$image" "$@" >/dev/null || die "podman cannot start a container, even with $CONTAINERS_CONF"
   fi

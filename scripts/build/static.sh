@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the static release binary for a musl target, checks that it is
+# static and at most 2.5 MiB, and copies it to dist/pulse-TARGET.
+#
+# Usage: scripts/build/static.sh [TARGET]   (default x86_64-unknown-linux-musl;
+#                                            also aarch64-unknown-linux-musl)
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../lib.sh"
+cd "$REPO_ROOT"
+
+target="${1:-$MUSL_TARGET}"
+max_bytes=$((2560 * 1024))
+command -v file >/dev/null || apt_install file
+
+step "cargo build --release --target $target"
+binary="$(static_binary "$target")"
+size=$(stat -c %s "$binary")
+description="$(file -b "$binary")"
+info "$description"
+[[ "$description" == *"statically linked"* || "$description" == *"static-pie linked"* ]] ||
+  die "$binary is not statically linked"
+info "$size bytes ($((size / 1024)) KiB; limit $((max_bytes / 1024)) KiB)"
+[ "$size" -le "$max_bytes" ] || die "the static binary is over 2.5 MiB"
+mkdir -p dist
+cp "$binary" "dist/pulse-$target"
+info "dist/pulse-$target"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Lints a live pulse's /metrics with `promtool check metrics`: zero findings.
+#
+# Usage: scripts/ci/check-metrics.sh [PULSE_BINARY]
+# It starts pulse (fault injection on, so every kind of series exists), sends
+# traffic that creates each label combination, then lints the scrape.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../lib.sh"
+
+command -v promtool >/dev/null || apt_install prometheus
+binary="${1:-$(static_binary "$MUSL_TARGET")}"
+work="$(mktemp -d)"
+trap 'stop_pulse || true; rm -rf "$work"' EXIT
+
+step "starting pulse ($binary) with fault injection on"
+start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0
+info "pulse is at $PULSE_URL"
+
+step "sending traffic that creates every kind of series"
+for path in / /health /livez /readyz /version /nope /delay/5 /status/503 /panic; do
+  curl -s -o /dev/null "$PULSE_URL$path"
+done
+curl -s -o /dev/null -X POST "$PULSE_URL/"
+curl -s -o /dev/null -X BREW "$PULSE_URL/"
+curl -s -o /dev/null --http2-prior-knowledge "$PULSE_URL/"
+
+step "promtool check metrics"
+curl -sf "$PULSE_URL/metrics" >"$work/metrics.txt"
+info "$(grep -vc '^#' "$work/metrics.txt") samples scraped"
+for name in http_requests_total http_request_duration_seconds_bucket http_requests_in_flight \
+  pulse_build_info process_cpu_seconds_total process_resident_memory_bytes \
+  process_open_fds process_start_time_seconds; do
+  grep -q "^$name" "$work/metrics.txt" || die "/metrics has no $name"
+done
+findings="$(promtool check metrics <"$work/metrics.txt" 2>&1)" || {
+  printf '%s\n' "$findings"
+  die "promtool check metrics failed"
+}
+if [ -n "$findings" ]; then
+  printf '%s\n' "$findings"
+  die "promtool check metrics reported findings"
+fi
+info "promtool: no findings"

