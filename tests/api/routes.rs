@@ -143,6 +143,17 @@ async fn delay_sleeps_for_the_given_milliseconds() {
             .unwrap()
             .contains("milliseconds")
     );
+    // Over the 10 s maximum: refused at once, not slept and not capped.
+    let started = Instant::now();
+    let over = get(app.addr, "/delay/10001").await;
+    assert_eq!(over.status(), 400);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        over.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("0 to 10000")
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Renders scripts/bench/bench.sh's results as an SVG bar chart, and prints
+every run's ratios to the references with the goals marked met or not.
+
+Usage: scripts/bench/chart.py RESULTS_JSON OUTPUT_SVG
+
+Plain SVG written by hand: no plotting library, no network at render time.
+Each bar is the median of the runs; the label above a pulse bar is its ratio
+to bare_auto (the goals are set against it).
+"""
+
+import json
+import statistics
+import sys
+from xml.sax.saxutils import escape
+
+SERVERS = [
+    ("bare_hyper", "bare hyper, HTTP/1 only", "#bbbbbb"),
+    ("bare_auto", "bare hyper, auto::Builder", "#777777"),
+    ("pulse", "pulse (defaults)", "#1f77b4"),
+    ("pulse_export", "pulse, span export at 100%", "#9ecae1"),
+]
+GROUPS = [("http1_32", "HTTP/1.1, 32 conn."), ("http1_64", "HTTP/1.1, 64 conn."), ("h2c", "h2c, 16x10 streams")]
+FIGURES = [
+    ("rps", "requests per second", "{:,.0f}"),
+    ("cpu_us", "CPU per request (us)", "{:.2f}"),
+    ("p50_us", "latency p50 (us)", "{:,.0f}"),
+    ("p99_us", "latency p99 (us)", "{:,.0f}"),
+]
+# CPU per request, pulse / bare_auto, at most (issue 15).
+GOALS = {"http1_32": 1.10, "http1_64": 1.10, "h2c": 1.15}
+
+
+def value(run, group, server, figure):
+    entry = run.get(f"{group}_{server}")
+    return None if entry is None else entry[figure]
+
+
+def median(runs, group, server, figure):
+    values = [v for v in (value(r, group, server, figure) for r in runs) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def report(results):
+    runs = results["runs"]
+    lines = []
+    for group, label in GROUPS:
+        for run in runs:
+            pulse, auto = value(run, group, "pulse", "cpu_us"), value(run, group, "bare_auto", "cpu_us")
+            hyper = value(run, group, "bare_hyper", "cpu_us")
+            ratio = pulse / auto
+            verdict = "met" if ratio <= GOALS[group] else "NOT met"
+            extra = f", {pulse / hyper:.2f}x bare HTTP/1 hyper" if hyper else ""
+            lines.append(f"run {run['run']} {label}: CPU/request {ratio:.2f}x bare auto::Builder{extra} "
+                         f"(goal <= {GOALS[group]:.2f}x: {verdict})")
+    for run in runs:
+        metrics = run.get("metrics")
+        if metrics:
+            verdict = "met" if metrics["rps"] >= 10000 else "NOT met"
+            lines.append(f"run {run['run']} GET /metrics: {metrics['rps']:,.0f} scrapes/s on one core (goal >= 10,000: {verdict})")
+    idle = results["idle_rss_kib"]["pulse"]
+    cold = results["cold_start_us"]["pulse"]
+    size = results["binary_bytes"]["pulse"]
+    lines.append(f"idle RSS {idle} KiB (goal <= 2048: {'met' if idle <= 2048 else 'NOT met'}); "
+                 f"cold start {cold} us (goal < 3000: {'met' if cold < 3000 else 'NOT met'}); "
+                 f"binary {size:,} bytes (goal <= 2,621,440: {'met' if size <= 2621440 else 'NOT met'})")
+    return lines
+
+
+def svg(results):
+    runs = results["runs"]
+    panel_w, panel_h, top, left = 330, 250, 70, 20
+    bar_w, gap = 14, 22
+    width = left + len(FIGURES) * panel_w
+    height = top + panel_h + 110
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="22" font-size="15" font-weight="bold">pulse against bare hyper, '
+           f'median of {len(runs)} runs ({escape(results["date"])})</text>',
+           f'<text x="{left}" y="42" fill="#444">{escape(results["machine"])}; labels: pulse / bare auto::Builder</text>']
+    for index, (figure, title, number) in enumerate(FIGURES):
+        x0 = left + index * panel_w
+        out.append(f'<text x="{x0 + 10}" y="{top - 8}" font-weight="bold">{escape(title)}</text>')
+        values = [median(runs, g, s, figure) for g, _ in GROUPS for s, _, _ in SERVERS]
+        peak = max(v for v in values if v is not None) * 1.18
+        base_y = top + panel_h - 40
+        scale = (panel_h - 60) / peak
+        out.append(f'<line x1="{x0 + 10}" y1="{base_y}" x2="{x0 + panel_w - 20}" y2="{base_y}" stroke="#333"/>')
+        gx = x0 + 16
+        for group, label in GROUPS:
+            reference = median(runs, group, "bare_auto", figure)
+            bx = gx
+            for server, _, colour in SERVERS:
+                v = median(runs, group, server, figure)
+                if v is None:
+                    continue
+                h = v * scale
+                out.append(f'<rect x="{bx}" y="{base_y - h:.1f}" width="{bar_w}" height="{h:.1f}" fill="{colour}">'
+                           f'<title>{escape(server)}: {number.format(v)}</title></rect>')
+                if server.startswith("pulse") and reference:
+                    out.append(f'<text x="{bx + bar_w / 2}" y="{base_y - h - 4:.1f}" text-anchor="middle" '
+                               f'font-size="9">{v / reference:.2f}x</text>')
+                bx += bar_w + 2
+            out.append(f'<text x="{(gx + bx) / 2}" y="{base_y + 14}" text-anchor="middle" font-size="9">'
+                       f'{escape(label)}</text>')
+            gx = bx + gap
+    legend_y = top + panel_h + 10
+    for index, (_, name, colour) in enumerate(SERVERS):
+        lx = left + index * 250
+        out.append(f'<rect x="{lx}" y="{legend_y}" width="12" height="12" fill="{colour}"/>')
+        out.append(f'<text x="{lx + 18}" y="{legend_y + 10}">{escape(name)}</text>')
+    for index, line in enumerate(l for l in report(results) if not l.startswith("run ")):
+        out.append(f'<text x="{left}" y="{legend_y + 34 + 16 * index}" fill="#444">{escape(line)}</text>')
+    goals = "; ".join(f"{label} CPU <= {GOALS[g]:.2f}x" for g, label in GROUPS)
+    out.append(f'<text x="{left}" y="{legend_y + 66}" fill="#444">goals (pulse / bare auto::Builder): {escape(goals)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    results = json.load(open(sys.argv[1]))
+    if not results.get("runs"):
+        sys.exit(f"{sys.argv[1]} has no runs")
+    open(sys.argv[2], "w").write(svg(results))
+    for line in report(results):
+        print(f"    {line}")
+    print(f"    chart: {sys.argv[2]}")
+
+
+if __name__ == "__main__":
+    main()
