@@ -13,7 +13,8 @@
 //!   connection cap, and graceful shutdown.
 //! - `connection`: each open connection's activity, for the idle watchdog
 //!   and for making room at the cap.
-//! - `metrics` and `process_metrics`: Prometheus metrics.
+//! - `metrics`, `process_metrics` and `exposition`: Prometheus metrics and
+//!   their text format.
 //! - `logging`: text and JSON log formats.
 //! - `request_id`, `build_info`: small helpers.
 //! - `trace_context`: W3C `traceparent` and `tracestate`, and the sampler.
@@ -35,6 +36,7 @@ pub mod build_info;
 pub mod config;
 mod connection;
 pub mod dotenv;
+mod exposition;
 pub mod logging;
 pub mod metrics;
 #[cfg(target_os = "linux")]

@@ -4,13 +4,14 @@
 //! Every label value comes from a fixed set ([`Verb`], [`Route`], the status
 //! code), so the number of series is bounded whatever clients send.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::StatusCode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::build_info::BuildInfo;
@@ -36,6 +37,8 @@ pub struct Metrics {
     connections: IntGauge,
     connection_errors: IntCounterVec,
     spans: SpanCounters,
+    /// The length of the last page rendered.
+    page_size: AtomicUsize,
     /// Resolved label sets, one slot per (method, route): looking a series
     /// up by its labels hashes them under a lock, on every request.
     series: Box<[OnceLock<RouteSeries>]>,
@@ -136,6 +139,7 @@ impl Metrics {
             connections,
             connection_errors,
             spans,
+            page_size: AtomicUsize::new(16 * 1024),
             series: (0..Verb::COUNT * Route::COUNT)
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -198,12 +202,10 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 * 1024);
-        // Encoding into a Vec cannot fail for the text format; an empty page
-        // is the worst case and Prometheus then marks the scrape as failed.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            log::error!("cannot encode metrics: {e}");
-        }
+        // The page is about as long as the last one: no regrowth while writing.
+        let mut out = Vec::with_capacity(self.page_size.load(Ordering::Relaxed) + 1024);
+        crate::exposition::encode(&self.registry.gather(), &mut out);
+        self.page_size.store(out.len(), Ordering::Relaxed);
         out
     }
 }

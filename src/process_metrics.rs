@@ -5,7 +5,7 @@
 //! libc; reading four small files here costs less code and binary size.
 
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -25,8 +25,21 @@ pub struct ProcessCollector {
     max_fds: Gauge,
     start_time: Gauge,
     memory_limit: Gauge,
+    /// The open-file limit and the cgroup memory limit, and when they were
+    /// read: limits change rarely, and reading them cost as much as the
+    /// rest of a scrape.
+    limits: Mutex<Option<(Instant, Limits)>>,
     descs: Vec<Desc>,
 }
+
+#[derive(Clone, Copy)]
+struct Limits {
+    max_fds: Option<u64>,
+    memory: Option<u64>,
+}
+
+/// How long a read of the limits is reused.
+const LIMITS_MAX_AGE: Duration = Duration::from_secs(10);
 
 impl Default for ProcessCollector {
     fn default() -> ProcessCollector {
@@ -82,6 +95,7 @@ impl Default for ProcessCollector {
             max_fds,
             start_time,
             memory_limit,
+            limits: Mutex::new(None),
             descs,
         }
     }
@@ -89,7 +103,8 @@ impl Default for ProcessCollector {
 
 impl ProcessCollector {
     fn refresh(&self) {
-        if let Some(stat) = read_stat() {
+        let stat = read_stat();
+        if let Some(stat) = &stat {
             let total = (stat.utime_ticks + stat.stime_ticks) as f64 / TICKS_PER_SECOND;
             if let Ok(mut seen) = self.cpu_seconds_seen.lock() {
                 if total > *seen {
@@ -99,15 +114,30 @@ impl ProcessCollector {
             }
             self.virtual_memory.set(stat.vsize_bytes as f64);
         }
-        if let Some(rss) = read_resident_bytes() {
+        if let Some(rss) = resident_bytes(stat.as_ref()) {
             self.resident_memory.set(rss as f64);
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             // The directory handle itself is one of the entries: don't count it.
             self.open_fds.set(fds.count().saturating_sub(1) as f64);
         }
-        if let Some(limit) = read_max_fds() {
+        if let Some(limit) = self.limits().max_fds {
             self.max_fds.set(limit as f64);
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let mut cached = crate::lock(&self.limits);
+        match *cached {
+            Some((read_at, limits)) if read_at.elapsed() < LIMITS_MAX_AGE => limits,
+            _ => {
+                let limits = Limits {
+                    max_fds: read_max_fds(),
+                    memory: read_memory_limit(),
+                };
+                *cached = Some((Instant::now(), limits));
+                limits
+            }
         }
     }
 }
@@ -131,7 +161,7 @@ impl Collector for ProcessCollector {
         .flatten()
         .collect();
         // The PulseHighMemory alert divides resident memory by this limit.
-        if let Some(limit) = read_memory_limit() {
+        if let Some(limit) = self.limits().memory {
             self.memory_limit.set(limit as f64);
             families.extend(self.memory_limit.collect());
         }
@@ -144,12 +174,13 @@ struct Stat {
     stime_ticks: u64,
     start_ticks_after_boot: u64,
     vsize_bytes: u64,
+    rss_pages: u64,
 }
 
 /// Parses `/proc/self/stat`. The command name (field 2) may hold spaces and
 /// parentheses, so the fields are counted from the last `)`.
 fn read_stat() -> Option<Stat> {
-    let text = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let text = read_proc("/proc/self/stat")?;
     let after_name = &text[text.rfind(')')? + 1..];
     // Fields from 3 (state) on; utime is field 14, so index 11 here.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -159,12 +190,60 @@ fn read_stat() -> Option<Stat> {
         stime_ticks: field(15)?,
         start_ticks_after_boot: field(22)?,
         vsize_bytes: field(23)?,
+        rss_pages: field(24)?,
+    })
+}
+
+/// Reads a small `/proc` file in one go. `read_to_string` sizes its buffer
+/// from the file's length, which `/proc` reports as 0, and then reads in
+/// small, growing steps, each a system call.
+fn read_proc(path: &str) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(4096);
+    std::fs::File::open(path)
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Resident memory: `/proc/self/stat`'s page count times the page size, or
+/// else `VmRSS` from `/proc/self/status`, which costs a second file (and is
+/// the slowest file of the lot for the kernel to write).
+fn resident_bytes(stat: Option<&Stat>) -> Option<u64> {
+    match (stat, page_size()) {
+        (Some(stat), Some(page)) => Some(stat.rss_pages * page),
+        _ => read_resident_bytes(),
+    }
+}
+
+/// The page size, from the `AT_PAGESZ` entry of `/proc/self/auxv` (pairs of
+/// native words), read once: without libc there is no `sysconf`.
+fn page_size() -> Option<u64> {
+    static PAGE_SIZE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        const AT_PAGESZ: u64 = 6;
+        let auxv = std::fs::read("/proc/self/auxv").ok()?;
+        let word = std::mem::size_of::<usize>();
+        let read = |bytes: &[u8]| -> u64 {
+            let mut buffer = [0u8; 8];
+            buffer[..word].copy_from_slice(bytes);
+            if cfg!(target_endian = "little") {
+                u64::from_le_bytes(buffer)
+            } else {
+                u64::from_be_bytes(buffer) >> (64 - 8 * word)
+            }
+        };
+        auxv.chunks_exact(2 * word)
+            .find(|pair| read(&pair[..word]) == AT_PAGESZ)
+            .map(|pair| read(&pair[word..]))
+            .filter(|size| size.is_power_of_two())
     })
 }
 
 /// `VmRSS` from `/proc/self/status`, which is in kB whatever the page size.
 fn read_resident_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let text = read_proc("/proc/self/status")?;
     let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
@@ -172,7 +251,7 @@ fn read_resident_bytes() -> Option<u64> {
 
 /// The soft limit on open files, from `/proc/self/limits`.
 pub fn read_max_fds() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let text = read_proc("/proc/self/limits")?;
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]
         .split_whitespace()
@@ -230,6 +309,17 @@ fn now_seconds() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resident_memory_from_stat_agrees_with_vmrss() {
+        let page = page_size().expect("AT_PAGESZ in /proc/self/auxv");
+        assert!([4096, 16384, 65536].contains(&page), "{page}");
+        let from_stat = resident_bytes(read_stat().as_ref()).unwrap();
+        let from_status = read_resident_bytes().unwrap();
+        // Both are read a moment apart while the test harness runs.
+        let difference = from_stat.abs_diff(from_status);
+        assert!(difference < 4 << 20, "{from_stat} vs {from_status}");
+    }
 
     #[test]
     fn reads_plausible_values_for_this_process() {

@@ -1,0 +1,235 @@
+//! The Prometheus text exposition format 0.0.4, written straight into
+//! bytes. The prometheus crate's own `TextEncoder` formats every sample
+//! value, and every histogram bucket bound of every series, through
+//! `f64::to_string`, and escapes each label into a new `String`: that was
+//! most of a scrape's cost. The output is byte for byte the crate's (a unit
+//! test compares them), so `promtool check metrics` and every parser see the
+//! same page.
+
+use prometheus::Encoder;
+use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
+
+/// Appends the text exposition of `families` to `out`.
+pub fn encode(families: &[MetricFamily], out: &mut Vec<u8>) {
+    // Bucket bounds are the same in every series of a histogram family:
+    // each is formatted once per scrape.
+    let mut bounds: Vec<(u64, String)> = Vec::new();
+    for family in families {
+        let name = family.name().as_bytes();
+        let kind = match family.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            // pulse registers no other kind; should one appear, the crate
+            // writes it.
+            _ => {
+                let _ = prometheus::TextEncoder::new().encode(std::slice::from_ref(family), out);
+                continue;
+            }
+        };
+        if !family.help().is_empty() {
+            out.extend_from_slice(b"# HELP ");
+            out.extend_from_slice(name);
+            out.push(b' ');
+            escape(out, family.help(), false);
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"# TYPE ");
+        out.extend_from_slice(name);
+        out.push(b' ');
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'\n');
+        for metric in family.get_metric() {
+            match family.get_field_type() {
+                MetricType::COUNTER => {
+                    sample(
+                        out,
+                        name,
+                        b"",
+                        metric,
+                        None,
+                        metric.get_counter().get_value(),
+                    );
+                }
+                MetricType::GAUGE => {
+                    sample(out, name, b"", metric, None, metric.get_gauge().get_value())
+                }
+                _ => histogram(out, name, metric, &mut bounds),
+            }
+        }
+    }
+}
+
+fn histogram(out: &mut Vec<u8>, name: &[u8], metric: &Metric, bounds: &mut Vec<(u64, String)>) {
+    let histogram = metric.get_histogram();
+    let mut infinity_seen = false;
+    for bucket in histogram.get_bucket() {
+        let bound = bucket.upper_bound();
+        let bits = bound.to_bits();
+        let text = match bounds.iter().position(|(known, _)| *known == bits) {
+            Some(index) => index,
+            None => {
+                bounds.push((bits, bound.to_string()));
+                bounds.len() - 1
+            }
+        };
+        sample(
+            out,
+            name,
+            b"_bucket",
+            metric,
+            Some(&bounds[text].1),
+            bucket.cumulative_count() as f64,
+        );
+        infinity_seen |= bound.is_infinite() && bound.is_sign_positive();
+    }
+    if !infinity_seen {
+        sample(
+            out,
+            name,
+            b"_bucket",
+            metric,
+            Some("+Inf"),
+            histogram.get_sample_count() as f64,
+        );
+    }
+    sample(out, name, b"_sum", metric, None, histogram.get_sample_sum());
+    sample(
+        out,
+        name,
+        b"_count",
+        metric,
+        None,
+        histogram.get_sample_count() as f64,
+    );
+}
+
+/// `name{labels} value\n` (the crate's `write_sample`; pulse sets no timestamps).
+fn sample(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    suffix: &[u8],
+    metric: &Metric,
+    bucket_bound: Option<&str>,
+    value: f64,
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(suffix);
+    labels(out, metric.get_label(), bucket_bound);
+    out.push(b' ');
+    number(out, value);
+    if metric.timestamp_ms() != 0 {
+        out.push(b' ');
+        out.extend_from_slice(metric.timestamp_ms().to_string().as_bytes());
+    }
+    out.push(b'\n');
+}
+
+fn labels(out: &mut Vec<u8>, pairs: &[LabelPair], bucket_bound: Option<&str>) {
+    if pairs.is_empty() && bucket_bound.is_none() {
+        return;
+    }
+    let mut separator = b'{';
+    for pair in pairs {
+        out.push(separator);
+        out.extend_from_slice(pair.name().as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape(out, pair.value(), true);
+        out.push(b'"');
+        separator = b',';
+    }
+    if let Some(bound) = bucket_bound {
+        out.push(separator);
+        out.extend_from_slice(b"le=\"");
+        out.extend_from_slice(bound.as_bytes());
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
+
+/// `f64`'s `Display`, as the crate writes values, with a fast path for the
+/// whole numbers that counters, gauges and bucket counts almost always are.
+fn number(out: &mut Vec<u8>, value: f64) {
+    let whole = value.is_finite()
+        && value == value.trunc()
+        && value.abs() < 1e15
+        && !(value == 0.0 && value.is_sign_negative());
+    if whole {
+        if value < 0.0 {
+            out.push(b'-');
+        }
+        out.extend_from_slice(crate::logging::decimal(value.abs() as u64, &mut [0; 20]));
+    } else {
+        out.extend_from_slice(value.to_string().as_bytes());
+    }
+}
+
+/// Backslash and newline always, the double quote in label values.
+fn escape(out: &mut Vec<u8>, text: &str, quote: bool) {
+    let special = |byte: &u8| matches!(byte, b'\\' | b'\n') || (quote && *byte == b'"');
+    if !text.as_bytes().iter().any(special) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    for &byte in text.as_bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'"' if quote => out.extend_from_slice(b"\\\""),
+            _ => out.push(byte),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+    #[test]
+    fn the_page_is_the_prometheus_crates_byte_for_byte() {
+        let registry = Registry::new();
+        let counter = IntCounterVec::new(
+            Opts::new("odd_total", "Help with a \\ backslash\nand a newline."),
+            &["value"],
+        )
+        .unwrap();
+        for value in ["plain", "quote \" here", "back\\slash", "new\nline", "é"] {
+            counter.with_label_values(&[value]).inc_by(3);
+        }
+        let histogram = HistogramVec::new(
+            HistogramOpts::new("latency_seconds", "Latency.").buckets(vec![0.0001, 0.25, 1.0, 2.5]),
+            &["route"],
+        )
+        .unwrap();
+        for (route, seconds) in [("/", 0.00005), ("/", 0.3), ("/x", 7.0), ("/x", 0.1)] {
+            histogram.with_label_values(&[route]).observe(seconds);
+        }
+        let gauge = prometheus::Gauge::new("ratio", "A gauge.").unwrap();
+        gauge.set(-0.5);
+        let big = prometheus::Gauge::new("big", "Large and negative zero.").unwrap();
+        big.set(1e17);
+        let zero = prometheus::Gauge::new("negative_zero", "-0").unwrap();
+        zero.set(-0.0);
+        for collector in [
+            Box::new(counter) as Box<dyn prometheus::core::Collector>,
+            Box::new(histogram),
+            Box::new(gauge),
+            Box::new(big),
+            Box::new(zero),
+        ] {
+            registry.register(collector).unwrap();
+        }
+        let families = registry.gather();
+        let mut ours = Vec::new();
+        encode(&families, &mut ours);
+        let mut theirs = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&families, &mut theirs)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(ours).unwrap(),
+            String::from_utf8(theirs).unwrap()
+        );
+    }
+}
