@@ -512,6 +512,22 @@ mod tests {
         assert_eq!(call(&app, "GET", "/").await.0.status(), 200);
     }
 
+    #[tokio::test]
+    async fn a_panic_inside_an_async_handler_is_caught() {
+        let caught = CatchUnwind(Box::pin(async {
+            tokio::task::yield_now().await;
+            panic!("async fault")
+        }))
+        .await;
+        let panic = caught.err().expect("the panic is caught, not propagated");
+        assert_eq!(panic.message, "async fault");
+        let fine = CatchUnwind(Box::pin(async { text(StatusCode::OK, "ok") })).await;
+        assert_eq!(
+            fine.ok().map(|response| response.status()),
+            Some(StatusCode::OK)
+        );
+    }
+
     #[test]
     fn remote_addresses_format_like_display() {
         let mut buffer = [0u8; 64];

@@ -13,7 +13,7 @@
 # pulse measures span export on at 100% sampling, to a local sink.
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS]   (default 3 runs of 10 s)
-# Writes target/bench/results.json and renders docs/bench.svg from it
+# Writes docs/bench.json and renders docs/bench.svg from it
 # (scripts/bench/chart.py). Not part of scripts/ci.sh: timing belongs in
 # benchmarks, not in tests.
 set -euo pipefail
@@ -33,7 +33,7 @@ rust_target "$MUSL_TARGET"
 cargo build --locked --release --target "$MUSL_TARGET" --bin pulse \
   --example bare_hyper --example bare_auto --example cold_start --example otlp_sink
 out="target/$MUSL_TARGET/release"
-results_dir="target/bench"
+results_dir="docs"
 mkdir -p "$results_dir"
 work="$(mktemp -d)"
 server_pid=""
@@ -169,7 +169,7 @@ stop
 pulse_cold=$("$out/examples/cold_start" "$out/pulse" /livez 20 | awk '/median/ { print $2 }')
 reference_cold=$("$out/examples/cold_start" "$out/examples/bare_auto" / 20 | awk '/median/ { print $2 }')
 
-python3 - "$work/runs.jsonl" "$results_dir/results.json" <<PY
+python3 - "$work/runs.jsonl" "$results_dir/bench.json" <<PY
 import json, platform, sys, datetime
 runs = [json.loads(line) for line in open(sys.argv[1])]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown")
@@ -183,4 +183,4 @@ json.dump({
     "binary_bytes": {"pulse": $(stat -c %s "$out/pulse"), "bare_auto": $(stat -c %s "$out/examples/bare_auto")},
 }, open(sys.argv[2], "w"), indent=1)
 PY
-python3 scripts/bench/chart.py "$results_dir/results.json" docs/bench.svg
+python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg
