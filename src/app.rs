@@ -519,7 +519,7 @@ mod tests {
             panic!("async fault")
         }))
         .await;
-        let panic = caught.err().expect("the panic is caught, not propagated");
+        let panic = caught.expect_err("the panic is caught, not propagated");
         assert_eq!(panic.message, "async fault");
         let fine = CatchUnwind(Box::pin(async { text(StatusCode::OK, "ok") })).await;
         assert_eq!(
