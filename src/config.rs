@@ -55,6 +55,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Enables `/delay/{ms}`, `/status/{code}` and `/panic`. Off by default.
     pub fault_injection: bool,
+    /// Serves h2c (HTTP/2 with prior knowledge) beside HTTP/1.1. Off, every
+    /// connection is HTTP/1 and its first bytes are not inspected.
+    pub h2c: bool,
     /// Where spans are exported; None (the default) exports none.
     pub span_export: Option<ExportSettings>,
     /// Which new spans are recorded while spans are exported.
@@ -73,6 +76,7 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             fault_injection: false,
+            h2c: true,
             span_export: None,
             sampler: Sampler::default(),
         }
@@ -132,6 +136,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "PULSE_FAULT_INJECTION",
         default: "false",
         meaning: "true enables /delay/{ms}, /status/{code} and /panic",
+    },
+    Setting {
+        name: "PULSE_H2C",
+        default: "true",
+        meaning: "false serves HTTP/1.1 only, without protocol detection",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -291,6 +300,9 @@ impl Config {
                 Ok(defaults.fault_injection),
                 |(n, v)| parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false")),
             )?,
+            h2c: get("PULSE_H2C").map_or(Ok(defaults.h2c), |(n, v)| {
+                parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false"))
+            })?,
             span_export: span_export_settings(&otel(&get))?,
             sampler: sampler_setting(&otel(&get))?,
         })
@@ -626,6 +638,7 @@ mod tests {
             ("PULSE_HEADER_READ_TIMEOUT", "2s"),
             ("PULSE_MAX_CONNECTIONS", "10"),
             ("PULSE_FAULT_INJECTION", "true"),
+            ("PULSE_H2C", "false"),
         ])
         .unwrap();
         assert_eq!(c.port, 9000);
@@ -636,6 +649,7 @@ mod tests {
         assert_eq!(c.header_read_timeout, Duration::from_secs(2));
         assert_eq!(c.max_connections, 10);
         assert!(c.fault_injection);
+        assert!(!c.h2c);
     }
 
     #[test]

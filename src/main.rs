@@ -123,7 +123,8 @@ fn serve(config: Config, command: Command) -> ExitCode {
             shutdown_timeout_ms = config.shutdown_timeout.as_millis() as u64,
             header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
             max_connections = config.max_connections,
-            fault_injection = config.fault_injection;
+            fault_injection = config.fault_injection,
+            h2c = config.h2c;
             "starting pulse"
         );
         #[cfg(target_os = "linux")]

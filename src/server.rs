@@ -162,7 +162,12 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // Pings find dead peers that would otherwise hold a connection slot.
         .keep_alive_interval(Duration::from_secs(30))
         .keep_alive_timeout(Duration::from_secs(10));
-    http
+    if config.h2c {
+        http
+    } else {
+        // No peeking at each connection's first bytes for the h2 preface.
+        http.http1_only()
+    }
 }
 
 /// Waits for a connection, then for a free slot for it. When every slot is

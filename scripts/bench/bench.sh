@@ -9,8 +9,9 @@
 # Every server is a release musl build pinned to CPU 0; the load generator
 # (wrk for HTTP/1.1, h2load for h2c) is pinned to CPU 1. pulse runs as
 # shipped: metrics, the JSON access log (to /dev/null, so the disk is not
-# measured), request ids and trace context on, span export off; one more
-# pulse measures span export on at 100% sampling, to a local sink.
+# measured), request ids and trace context on, span export off. Two more
+# pulses measure PULSE_H2C=false (HTTP/1 only, against bare_hyper) and span
+# export on at 100% sampling, to a local sink.
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS]   (default 3 runs of 10 s)
 # Writes docs/bench.json and renders docs/bench.svg from it
@@ -128,9 +129,10 @@ export_env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACE
 for run in $(seq 1 "$runs"); do
   step "run $run of $runs: wrk -c32 and -c64 (HTTP/1.1), h2load -c16 -m10 (h2c), ${duration}s each"
   declare -A figures=()
-  for server in bare_hyper bare_auto pulse pulse_export; do
+  for server in bare_hyper bare_auto pulse pulse_http1 pulse_export; do
     case "$server" in
       pulse) start pulse "$out/pulse" ;;
+      pulse_http1) start pulse_http1 "$out/pulse" PULSE_H2C=false ;;
       pulse_export) start pulse_export "$out/pulse" "${export_env[@]}" ;;
       *) start "$server" "$out/examples/$server" ;;
     esac
@@ -138,7 +140,7 @@ for run in $(seq 1 "$runs"); do
       figures["http1_${connections}_$server"]=$(wrk_run "$server" "$connections" /)
       info "$server HTTP/1.1 c=$connections: ${figures["http1_${connections}_$server"]}"
     done
-    if [ "$server" != bare_hyper ]; then
+    if [ "$server" != bare_hyper ] && [ "$server" != pulse_http1 ]; then
       figures["h2c_$server"]=$(h2_run "$server")
       info "$server h2c: ${figures["h2c_$server"]}"
     fi

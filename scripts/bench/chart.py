@@ -18,6 +18,7 @@ SERVERS = [
     ("bare_hyper", "bare hyper, HTTP/1 only", "#bbbbbb"),
     ("bare_auto", "bare hyper, auto::Builder", "#777777"),
     ("pulse", "pulse (defaults)", "#1f77b4"),
+    ("pulse_http1", "pulse, PULSE_H2C=false", "#2ca02c"),
     ("pulse_export", "pulse, span export at 100%", "#9ecae1"),
 ]
 GROUPS = [("http1_32", "HTTP/1.1, 32 conn."), ("http1_64", "HTTP/1.1, 64 conn."), ("h2c", "h2c, 16x10 streams")]
@@ -53,6 +54,9 @@ def report(results):
             extra = f", {pulse / hyper:.2f}x bare HTTP/1 hyper" if hyper else ""
             lines.append(f"run {run['run']} {label}: CPU/request {ratio:.2f}x bare auto::Builder{extra} "
                          f"(goal <= {GOALS[group]:.2f}x: {verdict})")
+            http1_only = value(run, group, "pulse_http1", "cpu_us")
+            if http1_only and hyper:
+                lines.append(f"run {run['run']} {label}: PULSE_H2C=false {http1_only / hyper:.2f}x bare HTTP/1 hyper")
     for run in runs:
         metrics = run.get("metrics")
         if metrics:
@@ -107,7 +111,7 @@ def svg(results):
             gx = bx + gap
     legend_y = top + panel_h + 10
     for index, (_, name, colour) in enumerate(SERVERS):
-        lx = left + index * 250
+        lx = left + index * 260
         out.append(f'<rect x="{lx}" y="{legend_y}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 18}" y="{legend_y + 10}">{escape(name)}</text>')
     for index, line in enumerate(l for l in report(results) if not l.startswith("run ")):

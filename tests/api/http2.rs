@@ -68,3 +68,43 @@ async fn an_oversized_http2_header_list_is_refused_and_the_connection_carries_on
         .unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn with_h2c_off_only_http1_is_served() {
+    let app = spawn_app(Config {
+        h2c: false,
+        ..Config::default()
+    })
+    .await;
+    let http1 = crate::helpers::get(app.addr, "/").await;
+    assert_eq!(
+        (http1.status(), http1.body.as_str()),
+        (200, "Hello, DevOps!")
+    );
+    // The HTTP/2 connection preface is read as an HTTP/1 request with an
+    // unsupported version: hyper closes the connection without an answer.
+    let addr = app.addr;
+    let preface = tokio::task::spawn_blocking(move || {
+        crate::helpers::raw_exchange(
+            addr,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            std::time::Duration::from_secs(3),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(preface, "", "no HTTP/2 frames when h2c is off");
+    // With h2c on (the default), the same preface opens an HTTP/2 connection.
+    let default = spawn_app(Config::default()).await;
+    let addr = default.addr;
+    let h2 = tokio::task::spawn_blocking(move || {
+        crate::helpers::raw_exchange(
+            addr,
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            std::time::Duration::from_millis(500),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!h2.is_empty() && !h2.starts_with("HTTP/1.1"), "{h2:?}");
+}
