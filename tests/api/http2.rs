@@ -81,30 +81,22 @@ async fn with_h2c_off_only_http1_is_served() {
         (http1.status(), http1.body.as_str()),
         (200, "Hello, DevOps!")
     );
-    // The HTTP/2 connection preface is read as an HTTP/1 request with an
-    // unsupported version: hyper closes the connection without an answer.
-    let addr = app.addr;
-    let preface = tokio::task::spawn_blocking(move || {
-        crate::helpers::raw_exchange(
-            addr,
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            std::time::Duration::from_secs(3),
-        )
-    })
-    .await
-    .unwrap();
+    // What a server answers to the HTTP/2 connection preface alone.
+    let answer_to_preface = |addr, timeout| {
+        tokio::task::spawn_blocking(move || {
+            crate::helpers::raw_exchange(addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", timeout)
+        })
+    };
+    // With h2c off it is an HTTP/1 request with an unsupported version:
+    // hyper closes the connection without an answer.
+    let preface = answer_to_preface(app.addr, std::time::Duration::from_secs(3))
+        .await
+        .unwrap();
     assert_eq!(preface, "", "no HTTP/2 frames when h2c is off");
     // With h2c on (the default), the same preface opens an HTTP/2 connection.
     let default = spawn_app(Config::default()).await;
-    let addr = default.addr;
-    let h2 = tokio::task::spawn_blocking(move || {
-        crate::helpers::raw_exchange(
-            addr,
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            std::time::Duration::from_millis(500),
-        )
-    })
-    .await
-    .unwrap();
+    let h2 = answer_to_preface(default.addr, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(!h2.is_empty() && !h2.starts_with("HTTP/1.1"), "{h2:?}");
 }
