@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::header::HeaderValue;
 
+use crate::trace_context::write_hex;
+
 /// The longest incoming id pulse keeps.
 pub const MAX_LEN: usize = 128;
 
@@ -53,17 +55,9 @@ impl IdGenerator {
     pub fn next(&self) -> HeaderValue {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut text = [0u8; 32];
-        write_hex(&mut text[..16], self.prefix);
-        write_hex(&mut text[16..], splitmix64(count ^ self.key));
+        write_hex(&mut text[..16], &self.prefix.to_be_bytes());
+        write_hex(&mut text[16..], &splitmix64(count ^ self.key).to_be_bytes());
         HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-    }
-}
-
-fn write_hex(out: &mut [u8], value: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 60 - 4 * i;
-        *slot = DIGITS[((value >> shift) & 0xf) as usize];
     }
 }
 

@@ -23,7 +23,7 @@ use crate::build_info::BUILD;
 use crate::lock;
 use crate::metrics::{SpanCounters, SpanDrop};
 use crate::routes::{Route, Verb};
-use crate::trace_context::SpanContext;
+use crate::trace_context::{SpanContext, write_hex};
 
 /// Where spans go and how they are batched: the `OTEL_*` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -622,12 +622,12 @@ fn unix_nanos(time: SystemTime) -> u64 {
     })
 }
 
+/// Appends the lowercase hex of an id (at most 16 bytes).
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)]);
-        out.push(DIGITS[usize::from(byte & 0xf)]);
-    }
+    let mut text = [0u8; 32];
+    let text = &mut text[..2 * bytes.len()];
+    write_hex(text, bytes);
+    out.extend_from_slice(text);
 }
 
 #[cfg(test)]

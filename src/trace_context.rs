@@ -300,7 +300,9 @@ fn nonzero(mut draw: impl FnMut() -> u64) -> u64 {
     }
 }
 
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
+/// Lowercase hex of `bytes` into `out` (twice as long): trace and span
+/// ids, request ids, and the ids of exported spans.
+pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(byte >> 4)];
