@@ -118,7 +118,7 @@ pub enum Class {
 }
 
 /// A route's handler.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Handler {
     /// Answers at once from the app and the path parameter; never waits.
     Ready(fn(&App, Option<&str>) -> Response<Body>),
@@ -252,7 +252,7 @@ impl Route {
 }
 
 /// The outcome of matching one request.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub enum Dispatch<'path> {
     /// The handler, and the path parameter (`250` in `/delay/250`).
     Serve {
@@ -266,23 +266,6 @@ pub enum Dispatch<'path> {
     NotFound,
     /// The request target is longer than [`MAX_URI_BYTES`]: 414.
     UriTooLong,
-}
-
-impl std::fmt::Debug for Dispatch<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Dispatch::Serve { handler, parameter } => {
-                let kind = match handler {
-                    Handler::Ready(_) => "Ready",
-                    Handler::Async(_) => "Async",
-                };
-                write!(f, "Serve({kind}, {parameter:?})")
-            }
-            Dispatch::MethodNotAllowed { allow } => write!(f, "MethodNotAllowed({allow})"),
-            Dispatch::NotFound => f.write_str("NotFound"),
-            Dispatch::UriTooLong => f.write_str("UriTooLong"),
-        }
-    }
 }
 
 /// Matches a request against the table. `fault_injection` decides whether
