@@ -24,5 +24,5 @@ pub fn echo(app: App, request: Request<RequestBody>) -> Pending {
 pub fn echo_doc() -> Operation {
     Operation::new("Answers the JSON document it is sent")
         .request_body(json!({}))
-        .answer("200", "The document, re-encoded", Content::json(json!({})))
+        .answer("200", "The document, re-encoded", Content::Json(json!({})))
 }

@@ -31,7 +31,7 @@ pub fn delay_doc() -> Operation {
         .answer(
             "200",
             "Slept for the delay",
-            Content::json(json!({
+            Content::Json(json!({
                 "type": "object",
                 "required": ["delayed_ms"],
                 "properties": {"delayed_ms": {"type": "integer", "minimum": 0, "maximum": millis(MAX_DELAY)}},
@@ -55,7 +55,7 @@ pub fn status(_: &App, code: Option<&str>) -> Response<Body> {
 }
 
 pub fn status_doc() -> Operation {
-    let body = Content::json(json!({
+    let body = Content::Json(json!({
         "type": "object",
         "required": ["status"],
         "properties": {"status": {"type": "integer", "minimum": 200, "maximum": 599}},
@@ -67,7 +67,7 @@ pub fn status_doc() -> Operation {
         .answer(
             "400",
             "The code 400, or a malformed code",
-            Content::json(json!({"anyOf": [
+            Content::Json(json!({"anyOf": [
                 {"$ref": "#/components/schemas/Error"},
                 {"type": "object", "required": ["status"], "properties": {"status": {"const": 400}}, "additionalProperties": false},
             ]})),

@@ -31,7 +31,7 @@ pub fn version_doc() -> Operation {
     Operation::new("The running build").answer(
         "200",
         "Version, commit, compiler and target",
-        Content::json(json!({
+        Content::Json(json!({
             "type": "object",
             "required": ["version", "commit", "rustc", "target"],
             "properties": {

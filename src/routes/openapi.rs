@@ -34,12 +34,6 @@ pub enum Content {
     Prometheus,
 }
 
-impl Content {
-    pub fn json(schema: Value) -> Content {
-        Content::Json(schema)
-    }
-}
-
 impl Operation {
     pub fn new(summary: &'static str) -> Operation {
         Operation {
@@ -91,7 +85,7 @@ pub fn document_doc() -> Operation {
     Operation::new("This document: OpenAPI 3.1, built from the route table").answer(
         "200",
         "The OpenAPI document",
-        Content::json(json!({"type": "object", "required": ["openapi", "paths"]})),
+        Content::Json(json!({"type": "object", "required": ["openapi", "paths"]})),
     )
 }
 

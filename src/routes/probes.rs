@@ -25,7 +25,7 @@ pub fn health_doc() -> Operation {
     Operation::new("Health, version and uptime").answer(
         "200",
         "Healthy",
-        Content::json(json!({
+        Content::Json(json!({
             "type": "object",
             "required": ["status", "version", "uptime_seconds"],
             "properties": {
@@ -46,7 +46,7 @@ pub fn livez_doc() -> Operation {
     Operation::new("Liveness: the process can serve").answer(
         "200",
         "Alive",
-        Content::json(status_schema(&["alive"])),
+        Content::Json(status_schema(&["alive"])),
     )
 }
 
@@ -63,11 +63,11 @@ pub fn readyz(app: &App, _: Option<&str>) -> Response<Body> {
 
 pub fn readyz_doc() -> Operation {
     Operation::new("Readiness: 503 from the moment shutdown starts")
-        .answer("200", "Ready", Content::json(status_schema(&["ready"])))
+        .answer("200", "Ready", Content::Json(status_schema(&["ready"])))
         .answer(
             "503",
             "Draining before shutdown",
-            Content::json(status_schema(&["draining"])),
+            Content::Json(status_schema(&["draining"])),
         )
 }
 
