@@ -194,9 +194,9 @@ fn read_stat() -> Option<Stat> {
     })
 }
 
-/// Reads a small `/proc` file in one go. `read_to_string` sizes its buffer
-/// from the file's length, which `/proc` reports as 0, and then reads in
-/// small, growing steps, each a system call.
+/// Reads a small `/proc` or cgroup file in one go. `read_to_string` sizes
+/// its buffer from the file's length, which `/proc` reports as 0, and then
+/// reads in small, growing steps, each a system call.
 fn read_proc(path: &str) -> Option<String> {
     use std::io::Read;
     let mut bytes = Vec::with_capacity(4096);
@@ -263,7 +263,7 @@ pub fn read_max_fds() -> Option<u64> {
 /// The memory limit of this process's cgroup, v2 (`memory.max`) or v1
 /// (`memory.limit_in_bytes`). None when unlimited or unknown.
 pub fn read_memory_limit() -> Option<u64> {
-    let membership = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let membership = read_proc("/proc/self/cgroup").unwrap_or_default();
     let mut candidates = Vec::new();
     for line in membership.lines() {
         let mut fields = line.splitn(3, ':');
@@ -278,9 +278,7 @@ pub fn read_memory_limit() -> Option<u64> {
     // but the container's own limit sits at the root of the mount.
     candidates.push("/sys/fs/cgroup/memory.max".to_owned());
     candidates.push("/sys/fs/cgroup/memory/memory.limit_in_bytes".to_owned());
-    let text = candidates
-        .iter()
-        .find_map(|path| std::fs::read_to_string(path).ok())?;
+    let text = candidates.iter().find_map(|path| read_proc(path))?;
     let limit: u64 = text.trim().parse().ok()?;
     // cgroup v1 reports "no limit" as a number near i64::MAX.
     (limit < 1 << 60).then_some(limit)
@@ -290,7 +288,7 @@ pub fn read_memory_limit() -> Option<u64> {
 /// time the collector was built.
 fn read_start_time() -> Option<f64> {
     let stat = read_stat()?;
-    let proc_stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let proc_stat = read_proc("/proc/stat")?;
     let boot_time: u64 = proc_stat
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?

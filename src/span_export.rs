@@ -367,6 +367,9 @@ async fn flush_at_shutdown(
 /// Why an export request failed.
 #[derive(Debug)]
 enum ExportError {
+    /// The request could not be built (the endpoint is checked at startup,
+    /// so this is not expected).
+    Request(hyper::http::Error),
     Connect(std::io::Error),
     Http(hyper::Error),
     Status(u16),
@@ -379,6 +382,7 @@ impl ExportError {
     fn is_retryable(&self) -> bool {
         match self {
             ExportError::Status(status) => matches!(status, 429 | 502 | 503 | 504),
+            ExportError::Request(_) => false,
             _ => true,
         }
     }
@@ -387,6 +391,7 @@ impl ExportError {
 impl std::fmt::Display for ExportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            ExportError::Request(e) => write!(f, "cannot build the export request: {e}"),
             ExportError::Connect(e) => write!(f, "cannot connect: {e}"),
             ExportError::Http(e) => write!(f, "HTTP error: {e}"),
             ExportError::Status(status) => write!(f, "the collector answered {status}"),
@@ -444,7 +449,7 @@ impl Client {
                 concat!("pulse/", env!("CARGO_PKG_VERSION")),
             )
             .body(Full::new(body))
-            .map_err(|_| ExportError::Status(0))?;
+            .map_err(ExportError::Request)?;
         let response = connection
             .send_request(request)
             .await
