@@ -173,11 +173,14 @@ impl App {
                 let path = path.to_owned();
                 let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
                 return Handling::Pending(Box::pin(async move {
-                    let answering = CatchUnwind(Box::pin({
-                        let app = app.clone();
-                        async move { handler(app, request).await }
-                    }));
-                    let response = match answering.await {
+                    // A panic while the handler builds its future, or while
+                    // it runs, is caught alike.
+                    let answer =
+                        match logging::catch_handler_panic(|| handler(app.clone(), request)) {
+                            Ok(pending) => CatchUnwind(pending).await,
+                            Err(panic) => Err(panic),
+                        };
+                    let response = match answer {
                         Ok(response) => response,
                         Err(panic) => app.panicked(&exchange, panic),
                     };
