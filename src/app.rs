@@ -507,7 +507,7 @@ mod tests {
         let (response, body) = call(&app, "GET", "/panic").await;
         assert_eq!(response.status(), 500);
         assert_eq!(body, r#"{"error":"Internal server error"}"#);
-        let metrics = String::from_utf8(app.metrics().render()).unwrap();
+        let metrics = String::from_utf8(app.metrics().render().to_vec()).unwrap();
         assert!(
             metrics.contains("pulse_handler_panics_total 1"),
             "{metrics}"

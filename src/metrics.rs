@@ -5,10 +5,12 @@
 //! code), so the number of series is bounded whatever clients send.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::StatusCode;
+use hyper::body::Bytes;
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -39,6 +41,14 @@ pub struct Metrics {
     spans: SpanCounters,
     /// The length of the last page rendered.
     page_size: AtomicUsize,
+    /// The buffer of the last page, back from its response: see [`Page`].
+    spare_page: Arc<Mutex<Vec<u8>>>,
+    /// The metric families of the last scrape, dropped only once the next
+    /// scrape has gathered its own. musl's allocator hands a size class's
+    /// memory back to the kernel as soon as its last block is freed: with
+    /// nothing held between scrapes, every scrape paid for a dozen `mmap`s,
+    /// `munmap`s and page faults, a quarter of its CPU time.
+    last_families: Mutex<Vec<MetricFamily>>,
     /// Resolved label sets, one slot per (method, route): looking a series
     /// up by its labels hashes them under a lock, on every request.
     series: Box<[OnceLock<RouteSeries>]>,
@@ -140,6 +150,8 @@ impl Metrics {
             connection_errors,
             spans,
             page_size: AtomicUsize::new(16 * 1024),
+            spare_page: Arc::default(),
+            last_families: Mutex::default(),
             series: (0..Verb::COUNT * Route::COUNT)
                 .map(|_| OnceLock::new())
                 .collect(),
@@ -201,12 +213,48 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn render(&self) -> Vec<u8> {
+    pub fn render(&self) -> Bytes {
+        let mut out = std::mem::take(&mut *crate::lock(&self.spare_page));
         // The page is about as long as the last one: no regrowth while writing.
-        let mut out = Vec::with_capacity(self.page_size.load(Ordering::Relaxed) + 1024);
-        crate::exposition::encode(&self.registry.gather(), &mut out);
+        out.reserve(self.page_size.load(Ordering::Relaxed) + 1024);
+        let families = self.registry.gather();
+        crate::exposition::encode(&families, &mut out);
         self.page_size.store(out.len(), Ordering::Relaxed);
-        out
+        drop(std::mem::replace(
+            &mut *crate::lock(&self.last_families),
+            families,
+        ));
+        Bytes::from_owner(Page {
+            bytes: out,
+            spare: Arc::clone(&self.spare_page),
+        })
+    }
+}
+
+/// A rendered page, which hands its buffer back for the next scrape once
+/// the response is written. musl's allocator returns a freed buffer of this
+/// size to the kernel at once, so a new one per scrape cost an `mmap`, a
+/// `munmap` and a page fault per 4 KiB written.
+struct Page {
+    bytes: Vec<u8>,
+    spare: Arc<Mutex<Vec<u8>>>,
+}
+
+impl AsRef<[u8]> for Page {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        // Concurrent scrapes each had a buffer of their own; one is kept.
+        if let Ok(mut spare) = self.spare.try_lock() {
+            if spare.capacity() < self.bytes.capacity() {
+                self.bytes.clear();
+                *spare = std::mem::take(&mut self.bytes);
+            }
+        }
     }
 }
 
@@ -365,5 +413,32 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scrape_writes_into_the_last_pages_buffer_once_it_is_sent() {
+        let metrics = Metrics::new(&crate::build_info::BUILD);
+        let first = metrics.render();
+        let first_address = first.as_ptr();
+        // While the first page is still being sent, a second gets its own.
+        let second = metrics.render();
+        assert_ne!(second.as_ptr(), first_address);
+        drop(first);
+        metrics.observe(Verb::Get, Route::Root, StatusCode::OK, Duration::ZERO);
+        let third = metrics.render();
+        assert_eq!(third.as_ptr(), first_address);
+        drop(second);
+        let text = std::str::from_utf8(&third).unwrap();
+        assert!(text.starts_with("# HELP "), "{text}");
+        assert!(text.ends_with('\n'));
+        assert!(
+            text.contains(r#"http_requests_total{method="GET",route="/",status="200"} 1"#),
+            "{text}"
+        );
     }
 }

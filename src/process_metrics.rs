@@ -117,9 +117,8 @@ impl ProcessCollector {
         if let Some(rss) = resident_bytes(stat.as_ref()) {
             self.resident_memory.set(rss as f64);
         }
-        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-            // The directory handle itself is one of the entries: don't count it.
-            self.open_fds.set(fds.count().saturating_sub(1) as f64);
+        if let Some(count) = count_open_fds() {
+            self.open_fds.set(count as f64);
         }
         if let Some(limit) = self.limits().max_fds {
             self.max_fds.set(limit as f64);
@@ -194,17 +193,46 @@ fn read_stat() -> Option<Stat> {
     })
 }
 
-/// Reads a small `/proc` or cgroup file in one go. `read_to_string` sizes
-/// its buffer from the file's length, which `/proc` reports as 0, and then
-/// reads in small, growing steps, each a system call.
+/// Reads a small `/proc` or cgroup file. `read_to_string` would first ask
+/// the file's size (an `fstat` and an `lseek`, both wasted: `/proc` reports
+/// 0), and a heap buffer of a page or more is, under musl's allocator, a
+/// fresh `mmap` and `munmap` on every scrape. A stack buffer holds the usual
+/// file whole; a larger one (`/proc/stat` on a many-core machine) goes on
+/// to the heap.
 fn read_proc(path: &str) -> Option<String> {
-    use std::io::Read;
-    let mut bytes = Vec::with_capacity(4096);
-    std::fs::File::open(path)
-        .ok()?
-        .read_to_end(&mut bytes)
-        .ok()?;
+    use std::io::{ErrorKind, Read};
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buffer = [0u8; 2048];
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => return String::from_utf8(buffer[..filled].to_vec()).ok(),
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let mut bytes = buffer.to_vec();
+    file.read_to_end(&mut bytes).ok()?;
     String::from_utf8(bytes).ok()
+}
+
+/// The number of open file descriptors. Since Linux 6.2 the size of
+/// `/proc/self/fd` is that number: one `statx`, where listing the directory
+/// costs an open, two `getdents64`, a close and a 2 KiB directory buffer.
+/// Older kernels report 0 there (a process always has some descriptor
+/// open), and the directory is listed.
+fn count_open_fds() -> Option<u64> {
+    match std::fs::metadata("/proc/self/fd").map(|meta| meta.len()) {
+        Ok(count) if count > 0 => Some(count),
+        // The directory handle itself is one of the entries: don't count it.
+        _ => Some(
+            std::fs::read_dir("/proc/self/fd")
+                .ok()?
+                .count()
+                .saturating_sub(1) as u64,
+        ),
+    }
 }
 
 /// Resident memory: `/proc/self/stat`'s page count times the page size, or
@@ -341,5 +369,19 @@ mod tests {
             started <= now + 1.0 && started > now - 3600.0,
             "{started} vs {now}"
         );
+    }
+
+    #[test]
+    fn counts_open_descriptors_like_a_listing_of_proc_self_fd() {
+        // Other tests open files on other threads meanwhile: allow a few.
+        let listed = || std::fs::read_dir("/proc/self/fd").unwrap().count() as u64 - 1;
+        let before = count_open_fds().unwrap();
+        assert!(before.abs_diff(listed()) <= 4, "{before} vs {}", listed());
+        let opened: Vec<_> = (0..50)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = count_open_fds().unwrap();
+        assert!(after.abs_diff(before + 50) <= 4, "{before} then {after}");
+        drop(opened);
     }
 }
