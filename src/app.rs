@@ -252,7 +252,6 @@ impl App {
         if version <= Version::HTTP_11 && self.is_draining() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        headers.insert(X_REQUEST_ID.clone(), request_id);
         let traceparent = Traceparent::of(&trace);
         headers.insert(TRACEPARENT.clone(), traceparent.header());
         if let Some(tracestate) = &tracestate {
@@ -280,29 +279,25 @@ impl App {
                 version,
             });
         }
-        let mut remote_buffer = [0u8; 64];
-        let level = if route.is_probe() {
-            log::Level::Debug
-        } else {
-            log::Level::Info
-        };
-        log::log!(
-            target: "pulse::access",
-            level,
-            method = verb.label(),
-            path = truncate(path, LOGGED_PATH_MAX),
-            status = status.as_u16(),
-            duration_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-            request_id = response
-                .headers()
-                .get(&X_REQUEST_ID)
-                .and_then(|id| id.to_str().ok())
-                .unwrap_or("-"),
-            trace_id = traceparent.trace_id(),
-            span_id = traceparent.span_id(),
-            remote = remote_text(remote, &mut remote_buffer);
-            "request"
-        );
+        logging::access(&logging::Access {
+            level: if route.is_probe() {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            },
+            method: verb.label(),
+            path: truncate(path, LOGGED_PATH_MAX),
+            status: status.as_u16(),
+            duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            request_id: request_id.as_bytes(),
+            trace_id: traceparent.trace_id(),
+            span_id: traceparent.span_id(),
+            remote,
+        });
+        // Last, so the line above reads the id without a header lookup.
+        response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id);
         response
     }
 }
@@ -429,36 +424,6 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Writes a remote address into `buffer` and returns it as text, `-` when
-/// there is none (in-process calls). IPv4 is formatted by hand: through
-/// `core::fmt` it costs as much as the rest of the access log line.
-fn remote_text(remote: Option<SocketAddr>, buffer: &mut [u8; 64]) -> &str {
-    let mut length = 0;
-    let mut push = |bytes: &[u8]| {
-        let end = (length + bytes.len()).min(buffer.len());
-        buffer[length..end].copy_from_slice(&bytes[..end - length]);
-        length = end;
-    };
-    match remote {
-        None => push(b"-"),
-        Some(SocketAddr::V4(addr)) => {
-            for (i, octet) in addr.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    push(b".");
-                }
-                push(logging::decimal(u64::from(octet), &mut [0; 20]));
-            }
-            push(b":");
-            push(logging::decimal(u64::from(addr.port()), &mut [0; 20]));
-        }
-        Some(addr) => {
-            let text = addr.to_string();
-            push(text.as_bytes());
-        }
-    }
-    std::str::from_utf8(&buffer[..length]).unwrap_or("-")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,22 +494,6 @@ mod tests {
             fine.ok().map(|response| response.status()),
             Some(StatusCode::OK)
         );
-    }
-
-    #[test]
-    fn remote_addresses_format_like_display() {
-        let mut buffer = [0u8; 64];
-        for addr in [
-            "127.0.0.1:80",
-            "10.200.3.4:65535",
-            "0.0.0.0:0",
-            "[::1]:8080",
-            "[2001:db8::1%3]:1",
-        ] {
-            let parsed: SocketAddr = addr.parse().unwrap();
-            assert_eq!(remote_text(Some(parsed), &mut buffer), parsed.to_string());
-        }
-        assert_eq!(remote_text(None, &mut buffer), "-");
     }
 
     #[test]

@@ -281,13 +281,13 @@ impl Traceparent {
     }
 
     /// The trace id, 32 lowercase hex characters.
-    pub fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.0[3..35]).unwrap_or("-")
+    pub fn trace_id(&self) -> &[u8] {
+        &self.0[3..35]
     }
 
     /// The span id, 16 lowercase hex characters.
-    pub fn span_id(&self) -> &str {
-        std::str::from_utf8(&self.0[36..52]).unwrap_or("-")
+    pub fn span_id(&self) -> &[u8] {
+        &self.0[36..52]
     }
 }
 
