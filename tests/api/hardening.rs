@@ -104,6 +104,18 @@ async fn silent_and_idle_connections_are_closed_after_the_timeout() {
     let mut response = [0u8; 1024];
     let n = idle.read(&mut response).await.unwrap();
     assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    // Sends one request, then starts a second head and never finishes it.
+    let mut dribbling = TcpStream::connect(app.addr).await.unwrap();
+    dribbling
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let n = dribbling.read(&mut response).await.unwrap();
+    assert!(response[..n].starts_with(b"HTTP/1.1 200"));
+    dribbling
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
 
     assert!(
         closed_by_server(&mut silent, Duration::from_secs(3)).await,
@@ -112,6 +124,10 @@ async fn silent_and_idle_connections_are_closed_after_the_timeout() {
     assert!(
         closed_by_server(&mut idle, Duration::from_secs(3)).await,
         "idle keep-alive connection stayed open"
+    );
+    assert!(
+        closed_by_server(&mut dribbling, Duration::from_secs(3)).await,
+        "a keep-alive connection with half a second head stayed open"
     );
 }
 

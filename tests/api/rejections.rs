@@ -69,8 +69,8 @@ async fn rejected_connections_are_counted_by_reason_once_each() {
     );
     expect_count(addr, "header_too_large", 1).await;
 
-    // Silent: connects and sends nothing. Both the watchdog and hyper's
-    // timer may see it; it counts once.
+    // Silent: connects and sends nothing. The idle watchdog closes it, and
+    // counts it once.
     let mut silent = TcpStream::connect(addr).await.unwrap();
     let mut buffer = [0u8; 64];
     let closed = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buffer)).await;
