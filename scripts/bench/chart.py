@@ -68,6 +68,15 @@ def report(results):
     lines.append(f"idle RSS {idle} KiB (goal <= 2048: {'met' if idle <= 2048 else 'NOT met'}); "
                  f"cold start {cold} us (goal < 3000: {'met' if cold < 3000 else 'NOT met'}); "
                  f"binary {size:,} bytes (goal <= 2,621,440: {'met' if size <= 2621440 else 'NOT met'})")
+    loaded = results.get("rss_after_load_kib")
+    if loaded:
+        lines.append(f"RSS after the load: pulse {loaded['pulse']} KiB, bare auto::Builder {loaded['bare_auto']} KiB")
+    threads = results.get("observe_threads")
+    served = median(results["runs"], "http1_32", "pulse", "rps")
+    if threads and served:
+        lines.append(f"Metrics::observe, one series: {threads['one_thread_per_s']:,.0f}/s on one thread; "
+                     f"two threads at once, contending for its atomics (no lock): {threads['two_threads_per_s']:,.0f}/s "
+                     f"together, {threads['two_threads_per_s'] / served:,.0f}x the requests/s pulse serves on one core")
     return lines
 
 
