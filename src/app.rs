@@ -253,7 +253,7 @@ impl App {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let traceparent = Traceparent::of(&trace);
-        headers.insert(TRACEPARENT.clone(), traceparent.header());
+        headers.insert(TRACEPARENT.clone(), unindexed(traceparent.header()));
         if let Some(tracestate) = &tracestate {
             headers.insert(TRACESTATE.clone(), tracestate.clone());
         }
@@ -297,9 +297,20 @@ impl App {
         // Last, so the line above reads the id without a header lookup.
         response
             .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id);
+            .insert(X_REQUEST_ID.clone(), unindexed(request_id));
         response
     }
+}
+
+/// Marks a value that is new in every response (an id) as not for HPACK's
+/// table. HTTP/2 would otherwise add each one to the connection's 4 KiB
+/// header table, where it is never used again and evicts the headers that
+/// repeat (`content-type`, `cache-control`, ...), so that every header of
+/// every response was re-sent and re-indexed in full. HTTP/1 ignores the
+/// mark. (The `http` crate calls it "sensitive": its one effect is this.)
+fn unindexed(mut value: HeaderValue) -> HeaderValue {
+    value.set_sensitive(true);
+    value
 }
 
 /// What `finish` needs to know about a request once its answer is ready.
@@ -450,6 +461,19 @@ mod tests {
         assert_eq!(body, "Hello, DevOps!");
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         assert_eq!(response.headers()["x-request-id"].len(), 32);
+    }
+
+    /// HTTP/2 keeps the per-response ids out of its header table, and only
+    /// them: the headers every response repeats stay indexable.
+    #[tokio::test]
+    async fn only_the_per_response_ids_are_kept_out_of_the_hpack_table() {
+        let app = App::new(Config::default());
+        let (response, _) = call(&app, "GET", "/").await;
+        for (name, value) in response.headers() {
+            let unique = name == "x-request-id" || name == "traceparent";
+            assert_eq!(value.is_sensitive(), unique, "{name}");
+        }
+        assert!(response.headers().contains_key("traceparent"));
     }
 
     #[tokio::test]
