@@ -7,19 +7,23 @@
 #   bare_hyper  an HTTP/1-only loop: the physical limit; pulse's ratio to it
 #               also pays for protocol detection
 # Every server is a release musl build pinned to CPU 0; the load generator
-# (wrk for HTTP/1.1, h2load for h2c) is pinned to CPU 1. All servers run for
-# the whole benchmark (an idle one costs nothing) and each workload loads
-# them one after another, so a ratio compares measurements seconds apart:
-# this machine is shared, and its speed drifts over minutes. pulse runs as
+# (wrk for HTTP/1.1, h2load for h2c) is pinned to CPU 1. pulse runs as
 # shipped: metrics, the JSON access log (to /dev/null, so the disk is not
 # measured), request ids and trace context on, span export off. Two more
 # pulses measure PULSE_H2C=false (HTTP/1 only, against bare_hyper) and span
 # export on at 100% sampling, to a local sink.
 #
+# CPU per request is compared in pairs served at the same time: pulse and
+# its reference share CPU 0, each under its own load generator, and the
+# ratio is of the CPU time each used per request. This machine is shared
+# and its speed drifts by 20% within minutes, so servers measured one after
+# the other gave ratios from 0.96x to 1.45x for one pair of builds; served
+# together, the same two builds of bare_auto give 1.00x +- 0.01. Requests
+# per second and latency are measured with each server alone on CPU 0.
+#
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
-#   (default 3 runs, each of 3 rounds, 4 s per measurement: about 9 minutes)
-# Within a run, every round measures every server on every workload, one
-# after another; each figure of the run is the median of its rounds.
+#   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
+#   8 minutes). A run's ratio is the median of its rounds.
 # Writes docs/bench.json and renders docs/bench.svg from it
 # (scripts/bench/chart.py). Not part of scripts/ci.sh: timing belongs in
 # benchmarks, not in tests.
@@ -82,13 +86,13 @@ stop() {
 wrk_run() {
   local name="$1" connections="$2" path="$3" before after
   before=$(ticks "${pids[$name]}")
-  taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk.txt"
+  taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk_$name.txt"
   after=$(ticks "${pids[$name]}")
-  if grep -q 'Non-2xx\|Socket errors' "$work/wrk.txt"; then
-    cat "$work/wrk.txt" >&2
+  if grep -q 'Non-2xx\|Socket errors' "$work/wrk_$name.txt"; then
+    cat "$work/wrk_$name.txt" >&2
     die "$name: wrk saw errors"
   fi
-  python3 - "$work/wrk.txt" "$((after - before))" <<'PY'
+  python3 - "$work/wrk_$name.txt" "$((after - before))" <<'PY'
 import json, re, sys
 text, ticks = open(sys.argv[1]).read(), int(sys.argv[2])
 def micros(value):
@@ -105,19 +109,20 @@ print(json.dumps({
 PY
 }
 
-# h2_run NAME: h2c with prior knowledge, 16 connections x 10 streams.
+# h2_run NAME: h2c with prior knowledge, 16 connections x 10 streams, for
+# the measurement's duration.
 h2_run() {
-  local name="$1" before after requests=$((20000 * duration))
+  local name="$1" before after
   before=$(ticks "${pids[$name]}")
-  taskset -c 1 h2load -c16 -m10 -n"$requests" --log-file="$work/h2.log" "http://127.0.0.1:${ports[$name]}/" >"$work/h2.txt"
+  taskset -c 1 h2load -c16 -m10 -D"$duration" --log-file="$work/h2_$name.log" "http://127.0.0.1:${ports[$name]}/" >"$work/h2_$name.txt"
   after=$(ticks "${pids[$name]}")
-  grep -q "$requests succeeded" "$work/h2.txt" || {
-    cat "$work/h2.txt" >&2
-    die "$name: h2load saw failures"
-  }
-  python3 - "$work/h2.txt" "$work/h2.log" "$((after - before))" "$requests" <<'PY'
+  python3 - "$work/h2_$name.txt" "$work/h2_$name.log" "$((after - before))" "$name" <<'PY'
 import json, re, statistics, sys
-text, log, ticks, requests = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+text, log, ticks, name = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+if not done or int(done.group(1)) == 0 or int(done.group(3)) or int(done.group(4)):
+    sys.exit(f"{name}: h2load saw failures or no requests:\n{text}")
+requests = int(done.group(2))
 # --log-file: start time, status, request time in microseconds.
 times = sorted(int(line.split()[2]) for line in open(log) if line.strip())
 quantiles = statistics.quantiles(times, n=100)
@@ -130,6 +135,36 @@ print(json.dumps({
 PY
 }
 
+# load WORKLOAD NAME: one measurement of NAME: http1_32, http1_64, h2c or
+# metrics (GET /metrics, 8 connections).
+load() {
+  case "$1" in
+    http1_32) wrk_run "$2" 32 / ;;
+    http1_64) wrk_run "$2" 64 / ;;
+    h2c) h2_run "$2" ;;
+    metrics) wrk_run "$2" 8 /metrics ;;
+    *) die "unknown workload $1" ;;
+  esac
+}
+
+# pair WORKLOAD REFERENCE SERVER: both loaded at once; prints the JSON of
+# SERVER's CPU per request against REFERENCE's.
+pair() {
+  local workload="$1" reference="$2" server="$3" first second
+  load "$workload" "$reference" >"$work/pair_reference.json" &
+  first=$!
+  load "$workload" "$server" >"$work/pair_server.json" &
+  second=$!
+  wait "$first" || die "$reference: $workload failed"
+  wait "$second" || die "$server: $workload failed"
+  python3 - "$work/pair_reference.json" "$work/pair_server.json" "$reference" <<'PY'
+import json, sys
+reference, server = (json.load(open(path)) for path in sys.argv[1:3])
+print(json.dumps({"reference": sys.argv[3], "reference_cpu_us": reference["cpu_us"],
+                  "cpu_us": server["cpu_us"], "ratio": server["cpu_us"] / reference["cpu_us"]}))
+PY
+}
+
 sink_port="$(free_port)"
 PORT="$sink_port" taskset -c 1 "$out/examples/otlp_sink" >/dev/null 2>&1 &
 sink_pid=$!
@@ -137,38 +172,52 @@ wait_http "http://127.0.0.1:$sink_port/" 10 || die "otlp_sink did not start"
 export_env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER=always_on)
 
 : >"$work/runs.jsonl"
-step "starting bare_hyper, bare_auto, pulse, pulse_http1 (PULSE_H2C=false), pulse_export on CPU 0"
+step "starting bare_hyper, bare_auto, pulse, pulse_http1 (PULSE_H2C=false), pulse_export, all on CPU 0"
 start bare_hyper "$out/examples/bare_hyper"
 start bare_auto "$out/examples/bare_auto"
 start pulse "$out/pulse"
 start pulse_http1 "$out/pulse" PULSE_H2C=false
 start pulse_export "$out/pulse" "${export_env[@]}"
 sleep 0.3
+# The pairs: each pulse against its reference, on every workload it serves.
+pairs=(
+  "http1_32 bare_auto pulse" "http1_64 bare_auto pulse" "h2c bare_auto pulse"
+  "http1_32 bare_hyper pulse_http1" "http1_64 bare_hyper pulse_http1"
+  "http1_32 bare_auto pulse_export" "h2c bare_auto pulse_export"
+)
 for run in $(seq 1 "$runs"); do
-  step "run $run of $runs: $rounds rounds of wrk -c32 and -c64 (HTTP/1.1), h2load -c16 -m10 (h2c), wrk -c8 /metrics, ${duration}s each"
-  rm -f "$work"/figure_*.jsonl
+  step "run $run of $runs: $rounds rounds of ${#pairs[@]} pairs served at once, then each server alone, ${duration}s each"
+  rm -f "$work"/paired_*.jsonl "$work"/alone_*.json
   for round in $(seq 1 "$rounds"); do
-    for connections in 32 64; do
-      for server in bare_hyper bare_auto pulse pulse_http1 pulse_export; do
-        wrk_run "$server" "$connections" / >>"$work/figure_http1_${connections}_$server.jsonl"
-        info "round $round, $server HTTP/1.1 c=$connections: $(tail -n 1 "$work/figure_http1_${connections}_$server.jsonl")"
-      done
+    for entry in "${pairs[@]}"; do
+      read -r workload reference server <<<"$entry"
+      pair "$workload" "$reference" "$server" >>"$work/paired_${workload}_$server.jsonl"
+      info "round $round, $server against $reference, $workload: $(tail -n 1 "$work/paired_${workload}_$server.jsonl")"
     done
-    for server in bare_auto pulse pulse_export; do
-      h2_run "$server" >>"$work/figure_h2c_$server.jsonl"
-      info "round $round, $server h2c: $(tail -n 1 "$work/figure_h2c_$server.jsonl")"
-    done
-    wrk_run pulse 8 /metrics >>"$work/figure_metrics.jsonl"
-    info "round $round, pulse GET /metrics c=8: $(tail -n 1 "$work/figure_metrics.jsonl")"
   done
-  # Each figure of the run is its median over the rounds.
+  for workload in http1_32 http1_64 h2c; do
+    for server in bare_hyper bare_auto pulse pulse_http1 pulse_export; do
+      case "$workload:$server" in h2c:bare_hyper | h2c:pulse_http1) continue ;; esac
+      load "$workload" "$server" >"$work/alone_${workload}_$server.json"
+      info "$server alone, $workload: $(cat "$work/alone_${workload}_$server.json")"
+    done
+  done
+  load metrics pulse >"$work/alone_metrics.json"
+  info "pulse alone, GET /metrics c=8: $(cat "$work/alone_metrics.json")"
+  # The figures measured alone, and each pair's median ratio over the rounds.
   python3 - "$run" "$work" >>"$work/runs.jsonl" <<'PY'
 import glob, json, os, statistics, sys
-run = {"run": int(sys.argv[1])}
-for path in sorted(glob.glob(os.path.join(sys.argv[2], "figure_*.jsonl"))):
+run = {"run": int(sys.argv[1]), "paired": {}}
+for path in sorted(glob.glob(os.path.join(sys.argv[2], "alone_*.json"))):
+    run[os.path.basename(path)[len("alone_"):-len(".json")]] = json.load(open(path))
+for path in sorted(glob.glob(os.path.join(sys.argv[2], "paired_*.jsonl"))):
     rounds = [json.loads(line) for line in open(path)]
-    key = os.path.basename(path)[len("figure_"):-len(".jsonl")]
-    run[key] = {field: statistics.median(r[field] for r in rounds) for field in rounds[0]}
+    key = os.path.basename(path)[len("paired_"):-len(".jsonl")]
+    run["paired"][key] = {
+        "reference": rounds[0]["reference"],
+        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "rounds": [round(r["ratio"], 3) for r in rounds],
+    }
 print(json.dumps(run))
 PY
 done
@@ -192,6 +241,10 @@ reference_idle=$(rss_kib "${pids[bare_auto]}" VmRSS)
 stop bare_auto
 pulse_cold=$("$out/examples/cold_start" "$out/pulse" /livez 20 | awk '/median/ { print $2 }')
 reference_cold=$("$out/examples/cold_start" "$out/examples/bare_auto" / 20 | awk '/median/ { print $2 }')
+step "user-space instructions per request under callgrind, GET / (scripts/bench/instructions.sh)"
+pulse_instructions=$(scripts/bench/instructions.sh "$out/pulse" / 10000)
+reference_instructions=$(scripts/bench/instructions.sh "$out/examples/bare_auto" / 10000)
+info "pulse $pulse_instructions, bare_auto $reference_instructions"
 step "Metrics::observe on one thread, then on two at once on the same series (CPUs 0 and 1)"
 observe_threads=$(taskset -c 0,1 "$out/examples/observe_threads")
 info "$observe_threads"
@@ -204,12 +257,13 @@ json.dump({
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     "machine": f"{cpu}, {platform.system()} {platform.release()}, server on CPU 0, load on CPU 1",
     "seconds_per_measurement": $duration,
-    "rounds_per_run": $rounds,
+    "pair_rounds_per_run": $rounds,
     "runs": runs,
     "idle_rss_kib": {"pulse": $pulse_idle, "bare_auto": $reference_idle},
     "rss_after_load_kib": {"pulse": $pulse_loaded, "bare_auto": $reference_loaded},
     "cold_start_us": {"pulse": $pulse_cold, "bare_auto": $reference_cold},
     "observe_threads": $observe_threads,
+    "instructions_per_request": {"pulse": $pulse_instructions, "bare_auto": $reference_instructions},
     "binary_bytes": {"pulse": $(stat -c %s "$out/pulse"), "bare_auto": $(stat -c %s "$out/examples/bare_auto")},
 }, open(sys.argv[2], "w"), indent=1)
 PY
