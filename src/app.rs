@@ -304,10 +304,11 @@ impl App {
 
 /// Marks a value that is new in every response (an id) as not for HPACK's
 /// table. HTTP/2 would otherwise add each one to the connection's 4 KiB
-/// header table, where it is never used again and evicts the headers that
-/// repeat (`content-type`, `cache-control`, ...), so that every header of
-/// every response was re-sent and re-indexed in full. HTTP/1 ignores the
-/// mark. (The `http` crate calls it "sensitive": its one effect is this.)
+/// header table, where it is never used again: every response compared its
+/// ids with the earlier ones of the same name, inserted two entries and
+/// evicted the oldest, the headers that repeat (`content-type`, ...) among
+/// them. HTTP/1 ignores the mark. (The `http` crate calls it "sensitive";
+/// it also hides the value from `Debug` output.)
 fn unindexed(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value

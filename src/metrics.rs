@@ -46,8 +46,8 @@ pub struct Metrics {
     /// The metric families of the last scrape, dropped only once the next
     /// scrape has gathered its own. musl's allocator hands a size class's
     /// memory back to the kernel as soon as its last block is freed: with
-    /// nothing held between scrapes, every scrape paid for a dozen `mmap`s,
-    /// `munmap`s and page faults, a quarter of its CPU time.
+    /// nothing held between scrapes, every scrape paid for four `mmap` and
+    /// `munmap` pairs and their page faults, a quarter of its CPU time.
     last_families: Mutex<Vec<MetricFamily>>,
     /// Resolved label sets, one slot per (method, route): looking a series
     /// up by its labels hashes them under a lock, on every request. Boxed,
@@ -241,9 +241,9 @@ impl Metrics {
 }
 
 /// A rendered page, which hands its buffer back for the next scrape once
-/// the response is written. musl's allocator returns a freed buffer of this
-/// size to the kernel at once, so a new one per scrape cost an `mmap`, a
-/// `munmap` and a page fault per 4 KiB written.
+/// the response is written. A fresh buffer per scrape would be faulted in
+/// page by page as it is written, whenever musl's allocator has given the
+/// last one back to the kernel.
 struct Page {
     bytes: Vec<u8>,
     spare: Arc<Mutex<Vec<u8>>>,

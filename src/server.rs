@@ -156,8 +156,8 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
         // between keep-alive requests, is closed. hyper's own header timer
         // would do the same for HTTP/1 at the cost of a boxed timer, a clock
         // read and a timer-wheel entry on every request (9% of a request's
-        // user CPU time, measured with callgrind); without a timer, hyper
-        // would default it to 30 s, so it is turned off explicitly.
+        // user CPU time, measured with callgrind). hyper applies a 30 s
+        // default whenever a timer is set, so it is turned off explicitly.
         .header_read_timeout(None)
         .max_buf_size(MAX_REQUEST_HEAD_BYTES);
     http.http2()
