@@ -103,7 +103,8 @@ def svg(results):
     panel_w, panel_h, top, left = 330, 250, 70, 20
     bar_w, gap = 14, 22
     width = left + len(FIGURES) * panel_w
-    height = top + panel_h + 110
+    summary = [line for line in report(results) if not line.startswith("run ")]
+    height = top + panel_h + 76 + 16 * len(summary)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
@@ -146,10 +147,11 @@ def svg(results):
         lx = left + index * 260
         out.append(f'<rect x="{lx}" y="{legend_y}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 18}" y="{legend_y + 10}">{escape(name)}</text>')
-    for index, line in enumerate(l for l in report(results) if not l.startswith("run ")):
+    for index, line in enumerate(summary):
         out.append(f'<text x="{left}" y="{legend_y + 34 + 16 * index}" fill="#444">{escape(line)}</text>')
     goals = "; ".join(f"{label} CPU <= {GOALS[g]:.2f}x" for g, label in GROUPS)
-    out.append(f'<text x="{left}" y="{legend_y + 66}" fill="#444">goals (pulse / bare auto::Builder): {escape(goals)}</text>')
+    out.append(f'<text x="{left}" y="{legend_y + 34 + 16 * len(summary)}" fill="#444">'
+               f'goals (pulse / bare auto::Builder): {escape(goals)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
