@@ -23,7 +23,8 @@
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
-#   8 minutes). A run's ratio is the median of its rounds.
+#   10 minutes with the build and the callgrind counts). A run's ratio is the
+#   median of its rounds.
 # Writes docs/bench.json and renders docs/bench.svg from it
 # (scripts/bench/chart.py). Not part of scripts/ci.sh: timing belongs in
 # benchmarks, not in tests.
