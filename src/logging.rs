@@ -141,8 +141,13 @@ fn write_forever(batch: &Batch) {
             );
             reported = dropped;
         }
-        *lock(&batch.flushed) = generation;
-        batch.flush_done.notify_all();
+        let mut flushed = lock(&batch.flushed);
+        // Only a flush request can have a waiter, and a notification costs
+        // a system call even with no one waiting.
+        if *flushed != generation {
+            *flushed = generation;
+            batch.flush_done.notify_all();
+        }
     }
 }
 
@@ -201,14 +206,18 @@ impl Write for BatchedStdout {
         if pending.len() + line.len() > BUFFER_CAP {
             drop(pending);
             dropped_lines().inc();
-        } else {
-            let before = pending.len();
-            pending.extend_from_slice(line);
-            // Once, when the batch crosses the mark: a wake-up per line
-            // would cost a system call per request.
-            if before < WRITE_SOON && pending.len() >= WRITE_SOON {
-                self.0.wake.notify_one();
-            }
+            return Ok(line.len());
+        }
+        let before = pending.len();
+        pending.extend_from_slice(line);
+        let crossed = before < WRITE_SOON && pending.len() >= WRITE_SOON;
+        // Unlocked before the wake-up: the writer, woken while the lock is
+        // still held, would block on it at once and switch back.
+        drop(pending);
+        // Once, when the batch crosses the mark: a wake-up per line would
+        // cost a system call per request.
+        if crossed {
+            self.0.wake.notify_one();
         }
         Ok(line.len())
     }
