@@ -5,7 +5,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -25,8 +26,13 @@ pub(crate) struct Activity {
     error_counted: AtomicBool,
     /// Milliseconds from `opened` to the end of the last request.
     idle_since_ms: AtomicU64,
-    /// Asks the connection to close gracefully.
-    pub(crate) close: Notify,
+    /// Set to ask the connection to close gracefully.
+    close_requested: AtomicBool,
+    /// Wakes the connection's task to see the request; set at its first poll.
+    /// A flag and a stored waker, not a `Notify`: the connection checks the
+    /// flag on every wake-up, and a load costs less than polling a
+    /// `Notified` future (measured with callgrind).
+    task: OnceLock<Waker>,
     /// Asks the watchdog to close the connection now: a new client needs
     /// its slot.
     pub(crate) evict: Notify,
@@ -40,9 +46,27 @@ impl Activity {
             served: AtomicBool::new(false),
             error_counted: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
-            close: Notify::new(),
+            close_requested: AtomicBool::new(false),
+            task: OnceLock::new(),
             evict: Notify::new(),
         }
+    }
+
+    /// Asks the connection to finish its in-flight requests and close
+    /// (HTTP/2: GOAWAY).
+    pub(crate) fn request_close(&self) {
+        self.close_requested.store(true, Ordering::SeqCst);
+        if let Some(task) = self.task.get() {
+            task.wake_by_ref();
+        }
+    }
+
+    /// Whether the connection was asked to close. The first call keeps the
+    /// connection task's waker, which stays valid for the task's life; the
+    /// flag is read after that, so a request made meanwhile is not missed.
+    pub(crate) fn close_requested(&self, cx: &Context<'_>) -> bool {
+        self.task.get_or_init(|| cx.waker().clone());
+        self.close_requested.load(Ordering::SeqCst)
     }
 
     /// Counts the error this connection ended with, once.
@@ -79,6 +103,13 @@ impl Connections {
             connections: Arc::clone(self),
             id,
             activity,
+        }
+    }
+
+    /// Asks every open connection to close (shutdown).
+    pub(crate) fn close_all(&self) {
+        for activity in lock(&self.open).values() {
+            activity.request_close();
         }
     }
 

@@ -29,7 +29,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::app::{App, Body, Handling};
 use crate::config::Config;
@@ -82,22 +82,13 @@ pub async fn serve(
 ) {
     let config = app.config().clone();
     let http = Arc::new(http_builder(&config));
-    let (stop_connections, connections_stopping) = watch::channel(false);
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let connections = Arc::new(Connections::default());
     let mut shutdown = pin!(shutdown);
     let exporter = app.start_span_export();
     let spawn = |(stream, remote, permit)| {
         let registration = connections.register();
-        spawn_connection(
-            &http,
-            &app,
-            &connections_stopping,
-            stream,
-            remote,
-            permit,
-            registration,
-        );
+        spawn_connection(&http, &app, stream, remote, permit, registration);
     };
 
     let request = loop {
@@ -132,7 +123,7 @@ pub async fn serve(
     );
     // Every connection finishes its in-flight requests and closes (HTTP/2:
     // GOAWAY); it returns its permit when it is gone.
-    let _ = stop_connections.send(true);
+    connections.close_all();
     let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
     match tokio::time::timeout(config.shutdown_timeout, permits.acquire_many(all)).await {
         Ok(_) => log::info!("shutdown: all connections closed"),
@@ -285,7 +276,6 @@ fn warn_rate_limited(error: &std::io::Error) {
 fn spawn_connection(
     http: &Arc<auto::Builder<TokioExecutor>>,
     app: &App,
-    stopping: &watch::Receiver<bool>,
     stream: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
@@ -300,7 +290,6 @@ fn spawn_connection(
     let (connection_app, watchdog_app) = (app.clone(), app.clone());
     let idle_timeout = app.config().header_read_timeout;
     let activity = Arc::clone(&registration.activity);
-    let mut stopping = stopping.clone();
     // Resolves (with an error) when the connection task ends, so the
     // watchdog stops with it instead of sleeping on.
     let (ended, connection_ended) = oneshot::channel::<()>();
@@ -326,22 +315,16 @@ fn spawn_connection(
                 http.serve_connection(TokioIo::new(stream), service)
                     .into_owned()
             );
-            let mut close_requested = pin!(activity.close.notified());
             let mut closing = false;
-            let result = loop {
-                tokio::select! {
-                    biased;
-                    result = connection.as_mut() => break result,
-                    _ = stopping.wait_for(|stop| *stop), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
-                    () = close_requested.as_mut(), if !closing => {
-                        closing = true;
-                        connection.as_mut().graceful_shutdown();
-                    }
+            let result = std::future::poll_fn(|cx| {
+                // Asked to close by shutdown or by the idle watchdog.
+                if !closing && activity.close_requested(cx) {
+                    closing = true;
+                    connection.as_mut().graceful_shutdown();
                 }
-            };
+                connection.as_mut().poll(cx)
+            })
+            .await;
             if let Err(e) = result {
                 let reason = ConnectionError::of(&*e);
                 activity.count_error(&connection_app, reason);
@@ -401,7 +384,7 @@ fn spawn_connection(
                 seconds(idle_timeout)
             );
         }
-        activity.close.notify_one();
+        activity.request_close();
         tokio::select! {
             _ = connection_ended.as_mut() => {}
             () = tokio::time::sleep(IDLE_CLOSE_GRACE) => {
