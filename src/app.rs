@@ -141,12 +141,14 @@ impl App {
             in_flight: state.metrics.track_in_flight(),
             verb,
             route,
-            request_id: request
+            request_id: match request
                 .headers()
                 .get(&X_REQUEST_ID)
                 .filter(|id| request_id::is_acceptable(id.as_bytes()))
-                .cloned()
-                .unwrap_or_else(|| state.ids.next()),
+            {
+                Some(id) => RequestId::Given(id.clone()),
+                None => RequestId::Made(state.ids.next()),
+            },
             trace: SpanContext::new(
                 parent,
                 &state.ids,
@@ -205,7 +207,7 @@ impl App {
         self.state.metrics.count_panic();
         log::error!(
             target: "pulse::panic",
-            request_id = exchange.request_id.to_str().unwrap_or("-"),
+            request_id = std::str::from_utf8(exchange.request_id.as_bytes()).unwrap_or("-"),
             route = exchange.route.label(),
             location = panic.location.as_str();
             "handler panicked ({}); answered 500",
@@ -253,7 +255,8 @@ impl App {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let traceparent = Traceparent::of(&trace);
-        headers.insert(TRACEPARENT.clone(), unindexed(traceparent.header()));
+        let (traceparent_value, request_id_value) = id_values(&traceparent, &request_id);
+        headers.insert(TRACEPARENT.clone(), traceparent_value);
         if let Some(tracestate) = &tracestate {
             headers.insert(TRACESTATE.clone(), tracestate.clone());
         }
@@ -294,10 +297,9 @@ impl App {
             span_id: traceparent.span_id(),
             remote,
         });
-        // Last, so the line above reads the id without a header lookup.
         response
             .headers_mut()
-            .insert(X_REQUEST_ID.clone(), unindexed(request_id));
+            .insert(X_REQUEST_ID.clone(), request_id_value);
         response
     }
 }
@@ -314,6 +316,45 @@ fn unindexed(mut value: HeaderValue) -> HeaderValue {
     value
 }
 
+/// The request's `x-request-id`: the caller's, if acceptable, or one pulse
+/// made, which stays on the stack until the response needs it.
+enum RequestId {
+    Given(HeaderValue),
+    Made([u8; 32]),
+}
+
+impl RequestId {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Given(id) => id.as_bytes(),
+            RequestId::Made(id) => id,
+        }
+    }
+}
+
+/// The `traceparent` and `x-request-id` values of a response, both marked
+/// unindexed. Text pulse made goes into one shared allocation, which the
+/// header values slice without a copy: a `HeaderValue` made from bytes is an
+/// allocation and a copy each.
+fn id_values(traceparent: &Traceparent, request_id: &RequestId) -> (HeaderValue, HeaderValue) {
+    let value = |text: Bytes| {
+        unindexed(HeaderValue::from_maybe_shared(text).unwrap_or(HeaderValue::from_static("-")))
+    };
+    match request_id {
+        RequestId::Given(id) => (
+            value(Bytes::from_owner(*traceparent.text())),
+            unindexed(id.clone()),
+        ),
+        RequestId::Made(id) => {
+            let mut both = [0u8; 55 + 32];
+            both[..55].copy_from_slice(traceparent.text());
+            both[55..].copy_from_slice(id);
+            let both = Bytes::from_owner(both);
+            (value(both.slice(..55)), value(both.slice(55..)))
+        }
+    }
+}
+
 /// What `finish` needs to know about a request once its answer is ready.
 struct Exchange {
     received: Instant,
@@ -321,7 +362,7 @@ struct Exchange {
     in_flight: GaugeGuard,
     verb: Verb,
     route: Route,
-    request_id: HeaderValue,
+    request_id: RequestId,
     /// pulse's span, and the caller's `tracestate` to pass on.
     trace: SpanContext,
     tracestate: Option<HeaderValue>,

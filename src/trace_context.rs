@@ -280,6 +280,11 @@ impl Traceparent {
         HeaderValue::from_bytes(&self.0).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 
+    /// The whole `00-<trace id>-<span id>-<flags>` text.
+    pub fn text(&self) -> &[u8; 55] {
+        &self.0
+    }
+
     /// The trace id, 32 lowercase hex characters.
     pub fn trace_id(&self) -> &[u8] {
         &self.0[3..35]
