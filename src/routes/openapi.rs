@@ -4,12 +4,11 @@
 use std::sync::OnceLock;
 
 use hyper::body::Bytes;
-use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{Class, Route, Verb};
-use crate::app::{App, Body};
+use crate::app::{App, Body, reply};
 use crate::build_info::BUILD;
 
 /// What one route's handler documents about itself.
@@ -72,13 +71,11 @@ pub fn document(app: &App, _: Option<&str>) -> Response<Body> {
     let faults = app.config().fault_injection;
     let bytes =
         DOCUMENTS[usize::from(faults)].get_or_init(|| Bytes::from(build(faults).to_string()));
-    let mut response = Response::new(Body::from(bytes.clone()));
-    *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    reply(
+        StatusCode::OK,
+        "application/json",
+        Body::from(bytes.clone()),
+    )
 }
 
 pub fn document_doc() -> Operation {

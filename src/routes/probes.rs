@@ -1,12 +1,11 @@
 //! Health probes and the Prometheus scrape: quiet in the logs, never cached,
 //! outside the SLI (their rows say `Probe`).
 
-use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::openapi::{Content, Operation};
-use crate::app::{App, Body, json};
+use crate::app::{App, Body, json, reply};
 use crate::build_info::BUILD;
 use crate::metrics;
 
@@ -72,12 +71,11 @@ pub fn readyz_doc() -> Operation {
 }
 
 pub fn metrics(app: &App, _: Option<&str>) -> Response<Body> {
-    let mut response = Response::new(Body::from(app.metrics().render()));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(metrics::CONTENT_TYPE),
-    );
-    response
+    reply(
+        StatusCode::OK,
+        metrics::CONTENT_TYPE,
+        Body::from(app.metrics().render()),
+    )
 }
 
 pub fn metrics_doc() -> Operation {
