@@ -245,23 +245,20 @@ impl App {
         } = exchange;
         // Every answer says how it may be cached: a 2xx as its row says,
         // anything else not at all (caches may otherwise keep a 404 or 405).
+        static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+        static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+        static CLOSE: HeaderValue = HeaderValue::from_static("close");
         let cache_control = if response.status().is_success() {
             route.cache_control()
         } else {
-            "no-store"
+            &NO_STORE
         };
         let headers = response.headers_mut();
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static(cache_control),
-        );
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
+        headers.insert(header::CACHE_CONTROL, cache_control.clone());
         // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
         if version <= Version::HTTP_11 && self.is_draining() {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            headers.insert(header::CONNECTION, CLOSE.clone());
         }
         let traceparent = Traceparent::of(&trace);
         let (traceparent_value, request_id_value) = id_values(&traceparent, &request_id);
@@ -346,8 +343,9 @@ impl RequestId {
 /// header values slice without a copy: a `HeaderValue` made from bytes is an
 /// allocation and a copy each.
 fn id_values(traceparent: &Traceparent, request_id: &RequestId) -> (HeaderValue, HeaderValue) {
+    static INVALID: HeaderValue = HeaderValue::from_static("-");
     let value = |text: Bytes| {
-        unindexed(HeaderValue::from_maybe_shared(text).unwrap_or(HeaderValue::from_static("-")))
+        unindexed(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| INVALID.clone()))
     };
     match request_id {
         RequestId::Given(id) => (
@@ -434,9 +432,15 @@ fn recycle_headers(mut headers: HeaderMap) {
     SPARE_HEADERS.set(Some(headers));
 }
 
+// Header values in statics are checked when pulse is compiled; one made at
+// run time (`HeaderValue::from_static` in a function) is checked byte by
+// byte on every call.
+pub static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+pub static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// A response with a status, a `Content-Type` and a body: what every
 /// handler answers with.
-pub fn reply(status: StatusCode, content_type: &'static str, body: Body) -> Response<Body> {
+pub fn reply(status: StatusCode, content_type: &HeaderValue, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     if let Some(headers) = SPARE_HEADERS.take() {
@@ -444,16 +448,16 @@ pub fn reply(status: StatusCode, content_type: &'static str, body: Body) -> Resp
     }
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        .insert(header::CONTENT_TYPE, content_type.clone());
     response
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    reply(status, "text/plain; charset=utf-8", Body::from(body))
+    reply(status, &TEXT_PLAIN, Body::from(body))
 }
 
 pub fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    reply(status, "application/json", Body::from(body.to_string()))
+    reply(status, &APPLICATION_JSON, Body::from(body.to_string()))
 }
 
 /// `{"error": message}` with the given status.

@@ -16,6 +16,7 @@ mod probes;
 
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use hyper::{Method, Request, Response, StatusCode};
 
 use crate::app::{App, Body, Pending, RequestBody};
@@ -137,7 +138,9 @@ pub struct Row {
     /// The `Allow` header of a 405: the methods, comma-separated.
     pub allow: &'static str,
     pub class: Class,
-    pub cache_control: &'static str,
+    /// Checked when pulse is compiled: a header value made at run time is
+    /// validated byte by byte on every request.
+    pub cache_control: HeaderValue,
     pub handler: Handler,
     pub doc: fn() -> Operation,
 }
@@ -166,17 +169,20 @@ macro_rules! route_table {
             /// The route's row; None for `Unmatched`.
             pub fn row(self) -> Option<&'static Row> {
                 match self {
-                    $(Route::$name => Some(&Row {
+                    $(Route::$name => {
+                        static ROW: Row = Row {
                         route: Route::$name,
                         template: concat!($base $(, "/{", stringify!($parameter), "}")?),
                         parameter: parameter_name!($($parameter)?),
                         methods: &[verb!($first) $(, verb!($method))*],
                         allow: concat!(stringify!($first) $(, ", ", stringify!($method))*),
                         class: Class::$class,
-                        cache_control: $cache,
+                        cache_control: HeaderValue::from_static($cache),
                         handler: Handler::$kind($handler),
                         doc: $doc,
-                    }),)+
+                        };
+                        Some(&ROW)
+                    })+
                     Route::Unmatched => None,
                 }
             }
@@ -246,8 +252,9 @@ impl Route {
     }
 
     /// What a 2xx answer of this route carries in `Cache-Control`.
-    pub fn cache_control(self) -> &'static str {
-        self.row().map_or("no-store", |row| row.cache_control)
+    pub fn cache_control(self) -> &'static HeaderValue {
+        static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+        self.row().map_or(&NO_STORE, |row| &row.cache_control)
     }
 }
 

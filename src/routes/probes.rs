@@ -73,7 +73,7 @@ pub fn readyz_doc() -> Operation {
 pub fn metrics(app: &App, _: Option<&str>) -> Response<Body> {
     reply(
         StatusCode::OK,
-        metrics::CONTENT_TYPE,
+        &metrics::CONTENT_TYPE_HEADER,
         Body::from(app.metrics().render()),
     )
 }
