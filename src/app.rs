@@ -289,6 +289,7 @@ impl App {
             });
         }
         logging::access(&logging::Access {
+            at: received + elapsed,
             level: if route.is_probe() {
                 log::Level::Debug
             } else {
