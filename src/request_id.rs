@@ -23,6 +23,8 @@ pub fn is_acceptable(id: &[u8]) -> bool {
 /// a bijection, so ids neither repeat nor reveal the request count.
 pub struct IdGenerator {
     prefix: u64,
+    /// The prefix in hex: the first half of every request id.
+    prefix_hex: [u8; 16],
     key: u64,
     counter: AtomicU64,
 }
@@ -31,8 +33,12 @@ impl Default for IdGenerator {
     fn default() -> Self {
         // RandomState is seeded from the OS, which saves a dependency on rand.
         let random = RandomState::new();
+        let prefix = random.hash_one(0x70756c7365_u64);
+        let mut prefix_hex = [0; 16];
+        write_hex(&mut prefix_hex, &prefix.to_be_bytes());
         IdGenerator {
-            prefix: random.hash_one(0x70756c7365_u64),
+            prefix,
+            prefix_hex,
             key: random.hash_one(0x6b6579_u64),
             counter: AtomicU64::new(0),
         }
@@ -53,7 +59,7 @@ impl IdGenerator {
     pub fn next(&self) -> [u8; 32] {
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut text = [0u8; 32];
-        write_hex(&mut text[..16], &self.prefix.to_be_bytes());
+        text[..16].copy_from_slice(&self.prefix_hex);
         write_hex(&mut text[16..], &splitmix64(count ^ self.key).to_be_bytes());
         text
     }
