@@ -343,8 +343,8 @@ pub struct Access<'a> {
     /// Visible ASCII (`request_id::is_acceptable`), as the header carries it.
     pub request_id: &'a [u8],
     /// Lowercase hex.
-    pub trace_id: &'a [u8],
-    pub span_id: &'a [u8],
+    pub trace_id: &'a [u8; 32],
+    pub span_id: &'a [u8; 16],
     /// The peer's address; none for in-process calls, logged as `-`.
     pub remote: Option<SocketAddr>,
 }
@@ -398,11 +398,22 @@ fn write_access(out: &mut impl Write, format: LogFormat, fields: &Access<'_>) ->
                 line.push(b'"');
             }
         };
-        let plain = |line: &mut Vec<u8>, value: &[u8]| {
-            quote(line);
-            put(line, value);
-            quote(line);
-        };
+        macro_rules! plain {
+            ($line:expr, $value:expr) => {{
+                quote($line);
+                put($line, $value);
+                quote($line);
+            }};
+        }
+        // An array's length is known when compiling: copied with a few
+        // moves, no loop.
+        macro_rules! fixed {
+            ($line:expr, $value:expr) => {{
+                quote($line);
+                $line.extend_from_slice($value);
+                quote($line);
+            }};
+        }
         // The head as push_json_head and push_text_head write it, with
         // the level, the target, the message and the first key in one
         // literal.
@@ -443,13 +454,15 @@ fn write_access(out: &mut impl Write, format: LogFormat, fields: &Access<'_>) ->
         // escaper on the 32 hex characters of a generated id.
         if json && has_quote_or_backslash(fields.request_id) {
             push_json_string(line, fields.request_id);
+        } else if let Ok(generated) = <&[u8; 32]>::try_from(fields.request_id) {
+            fixed!(line, generated);
         } else {
-            plain(line, fields.request_id);
+            plain!(line, fields.request_id);
         }
         key!("trace_id");
-        plain(line, fields.trace_id);
+        fixed!(line, fields.trace_id);
         key!("span_id");
-        plain(line, fields.span_id);
+        fixed!(line, fields.span_id);
         key!("remote");
         quote(line);
         push_socket_addr(line, fields.remote);
@@ -496,19 +509,14 @@ fn push_socket_addr(line: &mut Vec<u8>, address: Option<SocketAddr>) {
                 if i > 0 {
                     line.push(b'.');
                 }
-                let digits = [
-                    b'0' + octet / 100,
-                    b'0' + octet / 10 % 10,
-                    b'0' + octet % 10,
-                ];
-                let skip = if octet >= 100 {
-                    0
+                let (hundreds, tens, ones) = (octet / 100, octet / 10 % 10, octet % 10);
+                if octet >= 100 {
+                    line.extend_from_slice(&[b'0' + hundreds, b'0' + tens, b'0' + ones]);
                 } else if octet >= 10 {
-                    1
+                    line.extend_from_slice(&[b'0' + tens, b'0' + ones]);
                 } else {
-                    2
-                };
-                put(line, &digits[skip..]);
+                    line.push(b'0' + ones);
+                }
             }
             line.push(b':');
             push_u64(line, u64::from(address.port()));
@@ -800,7 +808,7 @@ pub fn push_timestamp(line: &mut Vec<u8>, time: SystemTime) {
             return;
         }
     }
-    put(line, &prefix);
+    line.extend_from_slice(&prefix);
     push_millis(line, since_epoch.subsec_millis());
 }
 

@@ -286,13 +286,13 @@ impl Traceparent {
     }
 
     /// The trace id, 32 lowercase hex characters.
-    pub fn trace_id(&self) -> &[u8] {
-        &self.0[3..35]
+    pub fn trace_id(&self) -> &[u8; 32] {
+        self.0[3..35].try_into().unwrap_or(&[b'0'; 32])
     }
 
     /// The span id, 16 lowercase hex characters.
-    pub fn span_id(&self) -> &[u8] {
-        &self.0[36..52]
+    pub fn span_id(&self) -> &[u8; 16] {
+        self.0[36..52].try_into().unwrap_or(&[b'0'; 16])
     }
 }
 
