@@ -429,9 +429,18 @@ thread_local! {
 /// at all; without it, every request freed one map and allocated another
 /// (four calls into the allocator, measured with callgrind).
 fn recycle_headers(mut headers: HeaderMap) {
-    headers.clear();
-    SPARE_HEADERS.set(Some(headers));
+    // A smaller map would have to grow while pulse and hyper fill it (over
+    // HTTP/2, where request maps come fresh from the decoder, on every
+    // request): it is cheaper to start a new one at the right size.
+    if headers.capacity() >= RESPONSE_HEADERS {
+        headers.clear();
+        SPARE_HEADERS.set(Some(headers));
+    }
 }
+
+/// Room for the headers of a response: pulse's five and those hyper adds
+/// over HTTP/2 (`content-length`, `date`).
+const RESPONSE_HEADERS: usize = 8;
 
 // Header values in statics are checked when pulse is compiled; one made at
 // run time (`HeaderValue::from_static` in a function) is checked byte by
@@ -444,9 +453,9 @@ pub static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application
 pub fn reply(status: StatusCode, content_type: &HeaderValue, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    if let Some(headers) = SPARE_HEADERS.take() {
-        *response.headers_mut() = headers;
-    }
+    *response.headers_mut() = SPARE_HEADERS
+        .take()
+        .unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type.clone());
