@@ -4,7 +4,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +18,7 @@ use hyper::{Request, Response, StatusCode, Version};
 
 use crate::build_info::BUILD;
 use crate::config::Config;
-use crate::logging;
+use crate::logging::{self, Peer};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::request_id::{self, IdGenerator};
 use crate::routes::{self, Dispatch, Handler, Route, Verb};
@@ -113,7 +112,7 @@ impl App {
     /// [`Handling`] is then a ready value: hyper moves the service future
     /// around, and a small one is measurably cheaper than a large async
     /// state machine. Only an `Async` route boxes its body and its future.
-    pub fn handle<B>(&self, request: Request<B>, remote: Option<SocketAddr>) -> Handling
+    pub fn handle<B>(&self, request: Request<B>, remote: Option<Peer>) -> Handling
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -302,7 +301,7 @@ impl App {
             request_id: request_id.as_bytes(),
             trace_id: traceparent.trace_id(),
             span_id: traceparent.span_id(),
-            remote,
+            remote: remote.as_ref(),
         });
         response
             .headers_mut()
@@ -375,7 +374,7 @@ struct Exchange {
     trace: SpanContext,
     tracestate: Option<HeaderValue>,
     version: Version,
-    remote: Option<SocketAddr>,
+    remote: Option<Peer>,
 }
 
 /// The answer to one request: ready at once, or from an `Async` handler.

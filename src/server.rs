@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::app::{App, Body, Handling};
 use crate::config::Config;
 use crate::connection::{Busy, Connections, Registration};
+use crate::logging::Peer;
 use crate::metrics::ConnectionError;
 
 /// HTTP/2 streams one connection may have open at once. h2's own defaults
@@ -296,11 +297,12 @@ fn spawn_connection(
     let (ended, connection_ended) = oneshot::channel::<()>();
     let service = {
         let app = app.clone();
+        let peer = Peer::new(remote);
         let activity = Arc::clone(&activity);
         service_fn(move |request| {
             let busy = Busy::new(&activity);
             Infallibly {
-                handling: app.handle(request, Some(remote)),
+                handling: app.handle(request, Some(peer)),
                 _busy: busy,
             }
         })
