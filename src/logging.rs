@@ -494,12 +494,10 @@ fn with_line(out: &mut impl Write, build: impl FnOnce(&mut Vec<u8>)) -> io::Resu
     })
 }
 
-/// Whether `bytes` hold a `"` or a `\\`. No early exit, so that the
-/// compiler checks 16 bytes at a time.
+/// Whether `bytes` hold a `"` or a `\\`. `contains` on bytes scans a
+/// word at a time.
 fn has_quote_or_backslash(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .fold(false, |found, &b| found | (b == b'"') | (b == b'\\'))
+    bytes.contains(&b'"') || bytes.contains(&b'\\')
 }
 
 /// A peer's address as `Display` writes it, formatted once per connection
