@@ -261,7 +261,13 @@ impl App {
         }
         let traceparent = Traceparent::of(&trace);
         let (traceparent_value, request_id_value) = id_values(&traceparent, &request_id);
-        headers.insert(TRACEPARENT.clone(), traceparent_value);
+        // The names are built when compiling (`const`): cloning a custom
+        // name's static calls through `Bytes`' vtable, and perf put a tenth
+        // of this function's time there.
+        headers.insert(
+            const { HeaderName::from_static("traceparent") },
+            traceparent_value,
+        );
         if let Some(tracestate) = &tracestate {
             headers.insert(TRACESTATE.clone(), tracestate.clone());
         }
@@ -303,9 +309,10 @@ impl App {
             span_id: traceparent.span_id(),
             remote: remote.as_ref(),
         });
-        response
-            .headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id_value);
+        response.headers_mut().insert(
+            const { HeaderName::from_static("x-request-id") },
+            request_id_value,
+        );
         response
     }
 }
