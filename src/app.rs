@@ -244,20 +244,26 @@ impl App {
         } = exchange;
         // Every answer says how it may be cached: a 2xx as its row says,
         // anything else not at all (caches may otherwise keep a 404 or 405).
-        static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-        static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-        static CLOSE: HeaderValue = HeaderValue::from_static("close");
+        // Fixed values are built when compiling (`const`): a header value
+        // made at run time is checked byte by byte, and cloning one kept in a
+        // static calls through `Bytes`' vtable.
         let cache_control = if response.status().is_success() {
-            route.cache_control()
+            route.cache_control_header()
         } else {
-            &NO_STORE
+            const { HeaderValue::from_static("no-store") }
         };
         let headers = response.headers_mut();
-        headers.insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF.clone());
-        headers.insert(header::CACHE_CONTROL, cache_control.clone());
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            const { HeaderValue::from_static("nosniff") },
+        );
+        headers.insert(header::CACHE_CONTROL, cache_control);
         // Connection-specific headers are illegal in HTTP/2; GOAWAY does the job there.
         if version <= Version::HTTP_11 && self.is_draining() {
-            headers.insert(header::CONNECTION, CLOSE.clone());
+            headers.insert(
+                header::CONNECTION,
+                const { HeaderValue::from_static("close") },
+            );
         }
         let traceparent = Traceparent::of(&trace);
         let (traceparent_value, request_id_value) = id_values(&traceparent, &request_id);
@@ -350,9 +356,10 @@ impl RequestId {
 /// header values slice without a copy: a `HeaderValue` made from bytes is an
 /// allocation and a copy each.
 fn id_values(traceparent: &Traceparent, request_id: &RequestId) -> (HeaderValue, HeaderValue) {
-    static INVALID: HeaderValue = HeaderValue::from_static("-");
     let value = |text: Bytes| {
-        unindexed(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| INVALID.clone()))
+        unindexed(
+            HeaderValue::from_maybe_shared(text).unwrap_or(const { HeaderValue::from_static("-") }),
+        )
     };
     match request_id {
         RequestId::Given(id) => (
@@ -448,15 +455,12 @@ fn recycle_headers(mut headers: HeaderMap) {
 /// over HTTP/2 (`content-length`, `date`).
 const RESPONSE_HEADERS: usize = 8;
 
-// Header values in statics are checked when pulse is compiled; one made at
-// run time (`HeaderValue::from_static` in a function) is checked byte by
-// byte on every call.
-pub static TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-pub static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
-
 /// A response with a status, a `Content-Type` and a body: what every
 /// handler answers with.
-pub fn reply(status: StatusCode, content_type: &HeaderValue, body: Body) -> Response<Body> {
+///
+/// Pass the content type as `const { HeaderValue::from_static("...") }`:
+/// built when compiling, it costs nothing per request.
+pub fn reply(status: StatusCode, content_type: HeaderValue, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = SPARE_HEADERS
@@ -464,16 +468,24 @@ pub fn reply(status: StatusCode, content_type: &HeaderValue, body: Body) -> Resp
         .unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS));
     response
         .headers_mut()
-        .insert(header::CONTENT_TYPE, content_type.clone());
+        .insert(header::CONTENT_TYPE, content_type);
     response
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    reply(status, &TEXT_PLAIN, Body::from(body))
+    reply(
+        status,
+        const { HeaderValue::from_static("text/plain; charset=utf-8") },
+        Body::from(body),
+    )
 }
 
 pub fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    reply(status, &APPLICATION_JSON, Body::from(body.to_string()))
+    reply(
+        status,
+        const { HeaderValue::from_static("application/json") },
+        Body::from(body.to_string()),
+    )
 }
 
 /// `{"error": message}` with the given status.

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 use hyper::body::Bytes;
-use hyper::header::HeaderValue;
 use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -22,7 +21,6 @@ use crate::routes::{Route, Verb};
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-pub static CONTENT_TYPE_HEADER: HeaderValue = HeaderValue::from_static(CONTENT_TYPE);
 
 /// Latency buckets from 100 µs to 10 s: pulse answers most routes in
 /// microseconds, while `/delay` and a slow network reach into seconds.

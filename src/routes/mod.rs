@@ -138,9 +138,7 @@ pub struct Row {
     /// The `Allow` header of a 405: the methods, comma-separated.
     pub allow: &'static str,
     pub class: Class,
-    /// Checked when pulse is compiled: a header value made at run time is
-    /// validated byte by byte on every request.
-    pub cache_control: HeaderValue,
+    pub cache_control: &'static str,
     pub handler: Handler,
     pub doc: fn() -> Operation,
 }
@@ -169,21 +167,29 @@ macro_rules! route_table {
             /// The route's row; None for `Unmatched`.
             pub fn row(self) -> Option<&'static Row> {
                 match self {
-                    $(Route::$name => {
-                        static ROW: Row = Row {
+                    $(Route::$name => Some(&Row {
                         route: Route::$name,
                         template: concat!($base $(, "/{", stringify!($parameter), "}")?),
                         parameter: parameter_name!($($parameter)?),
                         methods: &[verb!($first) $(, verb!($method))*],
                         allow: concat!(stringify!($first) $(, ", ", stringify!($method))*),
                         class: Class::$class,
-                        cache_control: HeaderValue::from_static($cache),
+                        cache_control: $cache,
                         handler: Handler::$kind($handler),
                         doc: $doc,
-                        };
-                        Some(&ROW)
-                    })+
+                    }),)+
                     Route::Unmatched => None,
+                }
+            }
+
+            /// What a 2xx answer of this route carries in `Cache-Control`,
+            /// as a header value built when compiling: one made at run time
+            /// is checked byte by byte, and cloning one kept in a static
+            /// calls through `Bytes`' vtable.
+            pub fn cache_control_header(self) -> HeaderValue {
+                match self {
+                    $(Route::$name => const { HeaderValue::from_static($cache) },)+
+                    Route::Unmatched => const { HeaderValue::from_static("no-store") },
                 }
             }
         }
@@ -249,12 +255,6 @@ impl Route {
 
     pub fn is_probe(self) -> bool {
         self.row().is_some_and(|row| row.class == Class::Probe)
-    }
-
-    /// What a 2xx answer of this route carries in `Cache-Control`.
-    pub fn cache_control(self) -> &'static HeaderValue {
-        static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-        self.row().map_or(&NO_STORE, |row| &row.cache_control)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Health probes and the Prometheus scrape: quiet in the logs, never cached,
 //! outside the SLI (their rows say `Probe`).
 
+use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -73,7 +74,7 @@ pub fn readyz_doc() -> Operation {
 pub fn metrics(app: &App, _: Option<&str>) -> Response<Body> {
     reply(
         StatusCode::OK,
-        &metrics::CONTENT_TYPE_HEADER,
+        const { HeaderValue::from_static(metrics::CONTENT_TYPE) },
         Body::from(app.metrics().render()),
     )
 }
