@@ -20,6 +20,13 @@ description="$(file -b "$binary")"
 info "$description"
 [[ "$description" == *"statically linked"* || "$description" == *"static-pie linked"* ]] ||
   die "$binary is not statically linked"
+if [[ "$description" == *"static-pie linked"* ]]; then
+  # .cargo/config.toml has the linker pack the self-relocation table as RELR:
+  # 720 bytes instead of 59 KB, all of which stayed resident.
+  readelf -d "$binary" | grep -q '(RELR)' ||
+    die "$binary has its relocations unpacked (no RELR): is -z pack-relative-relocs still in .cargo/config.toml, and the linker GNU ld 2.38 or later?"
+  info "relocations packed as RELR"
+fi
 info "$size bytes ($((size / 1024)) KiB; limit $((max_bytes / 1024)) KiB)"
 [ "$size" -le "$max_bytes" ] || die "the static binary is over 2.5 MiB"
 mkdir -p dist
