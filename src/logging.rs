@@ -364,116 +364,143 @@ pub fn access(fields: &Access<'_>) {
     if !log::log_enabled!(target: ACCESS_TARGET, fields.level) {
         return;
     }
-    if let Some(&format) = FORMAT.get() {
-        let _ = write_access(&mut BatchedStdout(batch()), format, fields);
+    let Some(&format) = FORMAT.get() else {
+        return;
+    };
+    let batch = batch();
+    // Straight into the batch when no other thread holds it: no line
+    // buffer and no copy. When another worker is writing a line, or the
+    // writer thread is taking the batch, the line is built aside and
+    // appended after, like every other log line; nobody waits.
+    let Ok(mut pending) = batch.pending.try_lock() else {
+        let _ = write_access(&mut BatchedStdout(batch), format, fields);
+        return;
+    };
+    let before = pending.len();
+    push_access(&mut pending, format == LogFormat::Json, fields);
+    pending.push(b'\n');
+    if pending.len() > BUFFER_CAP {
+        pending.truncate(before);
+        drop(pending);
+        dropped_lines().inc();
+        return;
+    }
+    let crossed = before < WRITE_SOON && pending.len() >= WRITE_SOON;
+    drop(pending);
+    if crossed {
+        batch.wake.notify_one();
     }
 }
 
 fn write_access(out: &mut impl Write, format: LogFormat, fields: &Access<'_>) -> io::Result<()> {
-    let json = format == LogFormat::Json;
     with_line(out, |line| {
-        // Keys are literals, copied whole; of the values only the path and
-        // the request id, which a client chose, can need escaping: the
-        // method, the ids pulse wrote in hex and the address are plain.
-        // One copy per branch: a literal of a length known when compiling
-        // is copied with a few moves, where one chosen at run time (`if
-        // json { a } else { b }` as the argument) is a call to musl's
-        // `memcpy`, whose `rep movs` costs about 10 ns even for ten bytes.
-        macro_rules! literal {
-            ($json:expr, $text:expr) => {
-                if json {
-                    line.extend_from_slice($json.as_bytes())
-                } else {
-                    line.extend_from_slice($text.as_bytes())
-                }
-            };
-        }
-        macro_rules! key {
-            ($name:literal) => {
-                literal!(concat!(",\"", $name, "\":"), concat!(" ", $name, "="))
-            };
-        }
-        let quote = |line: &mut Vec<u8>| {
+        push_access(line, format == LogFormat::Json, fields)
+    })
+}
+
+/// Appends the access line, without its newline.
+fn push_access(line: &mut Vec<u8>, json: bool, fields: &Access<'_>) {
+    // Keys are literals, copied whole; of the values only the path and
+    // the request id, which a client chose, can need escaping: the
+    // method, the ids pulse wrote in hex and the address are plain.
+    // One copy per branch: a literal of a length known when compiling
+    // is copied with a few moves, where one chosen at run time (`if
+    // json { a } else { b }` as the argument) is a call to musl's
+    // `memcpy`, whose `rep movs` costs about 10 ns even for ten bytes.
+    macro_rules! literal {
+        ($json:expr, $text:expr) => {
             if json {
-                line.push(b'"');
+                line.extend_from_slice($json.as_bytes())
+            } else {
+                line.extend_from_slice($text.as_bytes())
             }
         };
-        macro_rules! plain {
-            ($line:expr, $value:expr) => {{
-                quote($line);
-                put($line, $value);
-                quote($line);
-            }};
-        }
-        // An array's length is known when compiling: copied with a few
-        // moves, no loop.
-        macro_rules! fixed {
-            ($line:expr, $value:expr) => {{
-                quote($line);
-                $line.extend_from_slice($value);
-                quote($line);
-            }};
-        }
-        // The head as push_json_head and push_text_head write it, with
-        // the level, the target, the message and the first key in one
-        // literal.
-        macro_rules! head {
-            ($level:literal, $padded:literal) => {
-                literal!(
-                    concat!(
-                        "\",\"level\":\"",
-                        $level,
-                        "\",\"target\":\"pulse::access\",\"msg\":\"request\",\"method\":\""
-                    ),
-                    concat!(" ", $padded, " pulse::access: request method=")
-                )
-            };
-        }
+    }
+    macro_rules! key {
+        ($name:literal) => {
+            literal!(concat!(",\"", $name, "\":"), concat!(" ", $name, "="))
+        };
+    }
+    let quote = |line: &mut Vec<u8>| {
         if json {
-            line.extend_from_slice(b"{\"ts\":\"");
+            line.push(b'"');
         }
-        push_timestamp(line, wall_clock(fields.at));
-        match fields.level {
-            log::Level::Error => head!("ERROR", "ERROR"),
-            log::Level::Warn => head!("WARN", "WARN "),
-            log::Level::Info => head!("INFO", "INFO "),
-            log::Level::Debug => head!("DEBUG", "DEBUG"),
-            log::Level::Trace => head!("TRACE", "TRACE"),
-        }
-        put(line, fields.method.as_bytes());
-        quote(line);
-        key!("path");
-        push_str_value(line, fields.path.as_bytes(), json);
-        key!("status");
-        push_u64(line, u64::from(fields.status));
-        key!("duration_us");
-        push_u64(line, fields.duration_us);
-        key!("request_id");
-        // Visible ASCII: only a quote or a backslash needs escaping, and
-        // only in JSON. A scan for those two is cheaper than the general
-        // escaper on the 32 hex characters of a generated id.
-        if json && has_quote_or_backslash(fields.request_id) {
-            push_json_string(line, fields.request_id);
-        } else if let Ok(generated) = <&[u8; 32]>::try_from(fields.request_id) {
-            fixed!(line, generated);
-        } else {
-            plain!(line, fields.request_id);
-        }
-        key!("trace_id");
-        fixed!(line, fields.trace_id);
-        key!("span_id");
-        fixed!(line, fields.span_id);
-        key!("remote");
-        quote(line);
-        match fields.remote {
-            Some(peer) => put(line, peer.as_bytes()),
-            None => line.push(b'-'),
-        }
-        quote(line);
-        if json {
-            line.push(b'}');
-        }
-    })
+    };
+    macro_rules! plain {
+        ($line:expr, $value:expr) => {{
+            quote($line);
+            put($line, $value);
+            quote($line);
+        }};
+    }
+    // An array's length is known when compiling: copied with a few
+    // moves, no loop.
+    macro_rules! fixed {
+        ($line:expr, $value:expr) => {{
+            quote($line);
+            $line.extend_from_slice($value);
+            quote($line);
+        }};
+    }
+    // The head as push_json_head and push_text_head write it, with
+    // the level, the target, the message and the first key in one
+    // literal.
+    macro_rules! head {
+        ($level:literal, $padded:literal) => {
+            literal!(
+                concat!(
+                    "\",\"level\":\"",
+                    $level,
+                    "\",\"target\":\"pulse::access\",\"msg\":\"request\",\"method\":\""
+                ),
+                concat!(" ", $padded, " pulse::access: request method=")
+            )
+        };
+    }
+    if json {
+        line.extend_from_slice(b"{\"ts\":\"");
+    }
+    push_timestamp(line, wall_clock(fields.at));
+    match fields.level {
+        log::Level::Error => head!("ERROR", "ERROR"),
+        log::Level::Warn => head!("WARN", "WARN "),
+        log::Level::Info => head!("INFO", "INFO "),
+        log::Level::Debug => head!("DEBUG", "DEBUG"),
+        log::Level::Trace => head!("TRACE", "TRACE"),
+    }
+    put(line, fields.method.as_bytes());
+    quote(line);
+    key!("path");
+    push_str_value(line, fields.path.as_bytes(), json);
+    key!("status");
+    push_u64(line, u64::from(fields.status));
+    key!("duration_us");
+    push_u64(line, fields.duration_us);
+    key!("request_id");
+    // Visible ASCII: only a quote or a backslash needs escaping, and
+    // only in JSON. A scan for those two is cheaper than the general
+    // escaper on the 32 hex characters of a generated id.
+    if json && has_quote_or_backslash(fields.request_id) {
+        push_json_string(line, fields.request_id);
+    } else if let Ok(generated) = <&[u8; 32]>::try_from(fields.request_id) {
+        fixed!(line, generated);
+    } else {
+        plain!(line, fields.request_id);
+    }
+    key!("trace_id");
+    fixed!(line, fields.trace_id);
+    key!("span_id");
+    fixed!(line, fields.span_id);
+    key!("remote");
+    quote(line);
+    match fields.remote {
+        Some(peer) => put(line, peer.as_bytes()),
+        None => line.push(b'-'),
+    }
+    quote(line);
+    if json {
+        line.push(b'}');
+    }
 }
 
 fn with_line(out: &mut impl Write, build: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
