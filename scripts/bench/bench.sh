@@ -61,7 +61,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+# cpu_ns PID: CPU time the process's threads have used, in nanoseconds, from
+# the scheduler's own accounting (/proc/PID/task/*/schedstat). utime and
+# stime in /proc/PID/stat count 10 ms ticks: half a percent of a 4 s
+# measurement in which each of two servers gets half the core.
+cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%d\n", sum }'; }
 rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # start NAME BINARY [NAME=VALUE...]: one server on CPU 0, on a port of its
@@ -86,24 +90,23 @@ stop() {
 # object: requests/s, CPU microseconds per request, p50 and p99 in us.
 wrk_run() {
   local name="$1" connections="$2" path="$3" before after
-  before=$(ticks "${pids[$name]}")
+  before=$(cpu_ns "${pids[$name]}")
   taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk_$name.txt"
-  after=$(ticks "${pids[$name]}")
+  after=$(cpu_ns "${pids[$name]}")
   if grep -q 'Non-2xx\|Socket errors' "$work/wrk_$name.txt"; then
     cat "$work/wrk_$name.txt" >&2
     die "$name: wrk saw errors"
   fi
   python3 - "$work/wrk_$name.txt" "$((after - before))" <<'PY'
 import json, re, sys
-text, ticks = open(sys.argv[1]).read(), int(sys.argv[2])
+text, cpu_ns = open(sys.argv[1]).read(), int(sys.argv[2])
 def micros(value):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 print(json.dumps({
     "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-    # Ticks are 10 ms (USER_HZ 100).
-    "cpu_us": ticks * 10000 / requests,
+    "cpu_us": cpu_ns / 1000 / requests,
     "p50_us": micros(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
     "p99_us": micros(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
 }))
@@ -114,12 +117,12 @@ PY
 # the measurement's duration.
 h2_run() {
   local name="$1" before after
-  before=$(ticks "${pids[$name]}")
+  before=$(cpu_ns "${pids[$name]}")
   taskset -c 1 h2load -c16 -m10 -D"$duration" --log-file="$work/h2_$name.log" "http://127.0.0.1:${ports[$name]}/" >"$work/h2_$name.txt"
-  after=$(ticks "${pids[$name]}")
+  after=$(cpu_ns "${pids[$name]}")
   python3 - "$work/h2_$name.txt" "$work/h2_$name.log" "$((after - before))" "$name" <<'PY'
 import json, re, statistics, sys
-text, log, ticks, name = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+text, log, cpu_ns, name = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
 if not done or int(done.group(1)) == 0 or int(done.group(3)) or int(done.group(4)):
     sys.exit(f"{name}: h2load saw failures or no requests:\n{text}")
@@ -129,7 +132,7 @@ times = sorted(int(line.split()[2]) for line in open(log) if line.strip())
 quantiles = statistics.quantiles(times, n=100)
 print(json.dumps({
     "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text).group(1)),
-    "cpu_us": ticks * 10000 / requests,
+    "cpu_us": cpu_ns / 1000 / requests,
     "p50_us": quantiles[49],
     "p99_us": quantiles[98],
 }))
