@@ -65,7 +65,7 @@ trap cleanup EXIT
 # the scheduler's own accounting (/proc/PID/task/*/schedstat). utime and
 # stime in /proc/PID/stat count 10 ms ticks: half a percent of a 4 s
 # measurement in which each of two servers gets half the core.
-cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%d\n", sum }'; }
+cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
 rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # start NAME BINARY [NAME=VALUE...]: one server on CPU 0, on a port of its
