@@ -382,17 +382,18 @@ pub fn access(fields: &Access<'_>) {
     // appended like every other log line, which drops it if it does not
     // fit; nobody waits.
     let longest = access_line_bound(fields);
-    match batch.pending.try_lock() {
-        Ok(mut pending) if pending.len() + longest <= BUFFER_CAP => {
+    if let Ok(mut pending) = batch.pending.try_lock() {
+        if pending.len() + longest <= BUFFER_CAP {
             let before = pending.len();
             push_access(&mut pending, format == LogFormat::Json, fields);
             pending.push(b'\n');
             batch.appended(pending, before);
+            return;
         }
-        _ => {
-            let _ = write_access(&mut BatchedStdout(batch), format, fields);
-        }
+        // Released before the general path takes the lock again.
+        drop(pending);
     }
+    let _ = write_access(&mut BatchedStdout(batch), format, fields);
 }
 
 /// At least the length of the access line for `fields`, newline included:
