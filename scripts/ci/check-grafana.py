@@ -46,6 +46,7 @@ REQUIRED_PANELS = {
     "resident memory": r"resident memory",
     "CPU": r"^cpu$",
     "open fds": r"open file descriptors",
+    "trace spans": r"trace spans exported / dropped",
     "uptime": r"^uptime",
     "restarts": r"^restarts",
     "build info": r"^build info",
