@@ -131,6 +131,7 @@ stage "preflight: podman, name resolution, pods, qemu" scripts/ci/preflight.sh
 stage "lint: cargo fmt, clippy -D warnings" rust_lint
 stage "test: cargo test --locked" cargo test --locked
 install_cargo_tools_in_background
+stage "fork: the README's Add-a-route steps build and serve" scripts/ci/check-readme-route.sh
 stage "build: static x86_64 musl binary" scripts/build/static.sh x86_64-unknown-linux-musl
 stage "build: static aarch64 musl binary + qemu smoke" scripts/build/smoke-arm64.sh
 stage "metrics: promtool check metrics" scripts/ci/check-metrics.sh
