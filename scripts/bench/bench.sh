@@ -66,6 +66,10 @@ trap cleanup EXIT
 # stime in /proc/PID/stat count 10 ms ticks: half a percent of a 4 s
 # measurement in which each of two servers gets half the core.
 cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
+# minor_faults PID: page faults the process has taken that needed no disk
+# read: memory it mapped (or got back) and touched for the first time. The
+# fields after the command name, which may hold spaces; minflt is the 8th.
+minor_faults() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
 rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # start NAME BINARY [NAME=VALUE...]: one server on CPU 0, on a port of its
@@ -87,19 +91,22 @@ stop() {
 }
 
 # wrk_run NAME CONNECTIONS PATH: load the running server; prints one JSON
-# object: requests/s, CPU microseconds per request, p50 and p99 in us.
+# object: requests/s, CPU microseconds and minor page faults per request,
+# p50 and p99 in us.
 wrk_run() {
-  local name="$1" connections="$2" path="$3" before after
+  local name="$1" connections="$2" path="$3" before after faults_before faults_after
   before=$(cpu_ns "${pids[$name]}")
+  faults_before=$(minor_faults "${pids[$name]}")
   taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk_$name.txt"
   after=$(cpu_ns "${pids[$name]}")
+  faults_after=$(minor_faults "${pids[$name]}")
   if grep -q 'Non-2xx\|Socket errors' "$work/wrk_$name.txt"; then
     cat "$work/wrk_$name.txt" >&2
     die "$name: wrk saw errors"
   fi
-  python3 - "$work/wrk_$name.txt" "$((after - before))" <<'PY'
+  python3 - "$work/wrk_$name.txt" "$((after - before))" "$((faults_after - faults_before))" <<'PY'
 import json, re, sys
-text, cpu_ns = open(sys.argv[1]).read(), int(sys.argv[2])
+text, cpu_ns, faults = open(sys.argv[1]).read(), int(sys.argv[2]), int(sys.argv[3])
 def micros(value):
     number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
     return float(number) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
@@ -107,6 +114,7 @@ requests = int(re.search(r"(\d+) requests in", text).group(1))
 print(json.dumps({
     "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
     "cpu_us": cpu_ns / 1000 / requests,
+    "faults_per_request": faults / requests,
     "p50_us": micros(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
     "p99_us": micros(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
 }))
@@ -116,13 +124,15 @@ PY
 # h2_run NAME: h2c with prior knowledge, 16 connections x 10 streams, for
 # the measurement's duration.
 h2_run() {
-  local name="$1" before after
+  local name="$1" before after faults_before faults_after
   before=$(cpu_ns "${pids[$name]}")
+  faults_before=$(minor_faults "${pids[$name]}")
   taskset -c 1 h2load -c16 -m10 -D"$duration" --log-file="$work/h2_$name.log" "http://127.0.0.1:${ports[$name]}/" >"$work/h2_$name.txt"
   after=$(cpu_ns "${pids[$name]}")
-  python3 - "$work/h2_$name.txt" "$work/h2_$name.log" "$((after - before))" "$name" <<'PY'
+  faults_after=$(minor_faults "${pids[$name]}")
+  python3 - "$work/h2_$name.txt" "$work/h2_$name.log" "$((after - before))" "$name" "$((faults_after - faults_before))" <<'PY'
 import json, re, statistics, sys
-text, log, cpu_ns, name = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+text, log, cpu_ns, name, faults = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
 if not done or int(done.group(1)) == 0 or int(done.group(3)) or int(done.group(4)):
     sys.exit(f"{name}: h2load saw failures or no requests:\n{text}")
@@ -133,6 +143,7 @@ quantiles = statistics.quantiles(times, n=100)
 print(json.dumps({
     "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text).group(1)),
     "cpu_us": cpu_ns / 1000 / requests,
+    "faults_per_request": faults / requests,
     "p50_us": quantiles[49],
     "p99_us": quantiles[98],
 }))
