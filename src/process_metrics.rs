@@ -223,15 +223,17 @@ fn read_proc(path: &str) -> Option<String> {
 /// Older kernels report 0 there (a process always has some descriptor
 /// open), and the directory is listed.
 fn count_open_fds() -> Option<u64> {
-    match std::fs::metadata("/proc/self/fd").map(|meta| meta.len()) {
+    count_entries("/proc/self/fd")
+}
+
+/// The entries of a `/proc/self` directory that has one per descriptor:
+/// its size, or else a listing. (`/proc/self/fdinfo` reports size 0 on
+/// every kernel, which lets the tests take the listing path.)
+fn count_entries(dir: &str) -> Option<u64> {
+    match std::fs::metadata(dir).map(|meta| meta.len()) {
         Ok(count) if count > 0 => Some(count),
         // The directory handle itself is one of the entries: don't count it.
-        _ => Some(
-            std::fs::read_dir("/proc/self/fd")
-                .ok()?
-                .count()
-                .saturating_sub(1) as u64,
-        ),
+        _ => Some(std::fs::read_dir(dir).ok()?.count().saturating_sub(1) as u64),
     }
 }
 
@@ -382,6 +384,40 @@ mod tests {
             .collect();
         let after = count_open_fds().unwrap();
         assert!(after.abs_diff(before + 50) <= 4, "{before} then {after}");
+        drop(opened);
+    }
+
+    #[test]
+    fn the_listing_for_older_kernels_counts_like_the_size() {
+        // Exact counts need a process in which no other test opens files
+        // meanwhile: this test runs again in a child process, alone.
+        const ALONE: &str = "PULSE_TEST_FDS_ALONE";
+        if std::env::var_os(ALONE).is_none() {
+            let name = "process_metrics::tests::the_listing_for_older_kernels_counts_like_the_size";
+            let child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", name, "--test-threads=1"])
+                .env(ALONE, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&child.stdout);
+            assert!(
+                child.status.success() && stdout.contains("1 passed"),
+                "{stdout}{}",
+                String::from_utf8_lossy(&child.stderr)
+            );
+            return;
+        }
+        // fdinfo's size is 0, so it is listed, as /proc/self/fd is on kernels
+        // before 6.2 (on newer ones /proc/self/fd's size is the count).
+        assert_eq!(std::fs::metadata("/proc/self/fdinfo").unwrap().len(), 0);
+        let listed = || count_entries("/proc/self/fdinfo").unwrap();
+        assert_eq!(listed(), count_open_fds().unwrap());
+        let before = listed();
+        let opened: Vec<_> = (0..50)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        assert_eq!(listed(), before + 50);
+        assert_eq!(count_open_fds().unwrap(), before + 50);
         drop(opened);
     }
 }
