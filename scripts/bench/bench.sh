@@ -23,7 +23,7 @@
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
-#   10 minutes with the build and the callgrind counts). A run's ratio is the
+#   11 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds.
 # Writes docs/bench.json and renders docs/bench.svg from it
 # (scripts/bench/chart.py). Not part of scripts/ci.sh: timing belongs in
@@ -194,11 +194,13 @@ start pulse "$out/pulse"
 start pulse_http1 "$out/pulse" PULSE_H2C=false
 start pulse_export "$out/pulse" "${export_env[@]}"
 sleep 0.3
-# The pairs: each pulse against its reference, on every workload it serves.
+# The pairs: each pulse against its reference, on every workload it serves,
+# and bare_auto against bare_hyper: what protocol detection alone costs.
 pairs=(
   "http1_32 bare_auto pulse" "http1_64 bare_auto pulse" "h2c bare_auto pulse"
   "http1_32 bare_hyper pulse_http1" "http1_64 bare_hyper pulse_http1"
   "http1_32 bare_auto pulse_export" "h2c bare_auto pulse_export"
+  "http1_32 bare_hyper bare_auto" "http1_64 bare_hyper bare_auto"
 )
 for run in $(seq 1 "$runs"); do
   step "run $run of $runs: $rounds rounds of ${#pairs[@]} pairs served at once, then each server alone, ${duration}s each"
