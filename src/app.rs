@@ -255,7 +255,7 @@ impl App {
         let cache_control = if response.status().is_success() {
             route.cache_control_header()
         } else {
-            const { HeaderValue::from_static("no-store") }
+            routes::NO_STORE
         };
         let headers = response.headers_mut();
         headers.insert(
@@ -449,6 +449,12 @@ fn recycle_headers(mut headers: HeaderMap) {
     }
 }
 
+// Constants, not statics: a `HeaderValue` const is built when compiling, where
+// one made at run time is checked byte by byte and cloning one kept in a
+// static calls through `Bytes`' vtable.
+pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// Room for the headers of a response: pulse's five and those hyper adds
 /// over HTTP/2 (`content-length`, `date`).
 const RESPONSE_HEADERS: usize = 8;
@@ -456,8 +462,9 @@ const RESPONSE_HEADERS: usize = 8;
 /// A response with a status, a `Content-Type` and a body: what every
 /// handler answers with.
 ///
-/// Pass the content type as `const { HeaderValue::from_static("...") }`:
-/// built when compiling, it costs nothing per request.
+/// Pass the content type as a constant ([`TEXT_PLAIN`], [`APPLICATION_JSON`],
+/// or `const { HeaderValue::from_static("...") }`): built when compiling, it
+/// costs nothing per request.
 pub fn reply(status: StatusCode, content_type: HeaderValue, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -471,19 +478,11 @@ pub fn reply(status: StatusCode, content_type: HeaderValue, body: Body) -> Respo
 }
 
 pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    reply(
-        status,
-        const { HeaderValue::from_static("text/plain; charset=utf-8") },
-        Body::from(body),
-    )
+    reply(status, TEXT_PLAIN, Body::from(body))
 }
 
 pub fn json(status: StatusCode, body: serde_json::Value) -> Response<Body> {
-    reply(
-        status,
-        const { HeaderValue::from_static("application/json") },
-        Body::from(body.to_string()),
-    )
+    reply(status, APPLICATION_JSON, Body::from(body.to_string()))
 }
 
 /// `{"error": message}` with the given status.

@@ -30,6 +30,10 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The longest `/delay/{ms}` pulse sleeps; a larger value is a 400.
 pub const MAX_DELAY: Duration = Duration::from_secs(10);
 
+/// The `Cache-Control` of every answer that is not a 2xx, and of a 2xx
+/// outside the table.
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
 /// An HTTP method, reduced to the set pulse names in metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
@@ -189,7 +193,7 @@ macro_rules! route_table {
             pub fn cache_control_header(self) -> HeaderValue {
                 match self {
                     $(Route::$name => const { HeaderValue::from_static($cache) },)+
-                    Route::Unmatched => const { HeaderValue::from_static("no-store") },
+                    Route::Unmatched => NO_STORE,
                 }
             }
         }

@@ -4,12 +4,11 @@
 use std::sync::OnceLock;
 
 use hyper::body::Bytes;
-use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::{Class, Route, Verb};
-use crate::app::{App, Body, reply};
+use crate::app::{APPLICATION_JSON, App, Body, reply};
 use crate::build_info::BUILD;
 
 /// What one route's handler documents about itself.
@@ -72,11 +71,7 @@ pub fn document(app: &App, _: Option<&str>) -> Response<Body> {
     let faults = app.config().fault_injection;
     let bytes =
         DOCUMENTS[usize::from(faults)].get_or_init(|| Bytes::from(build(faults).to_string()));
-    reply(
-        StatusCode::OK,
-        const { HeaderValue::from_static("application/json") },
-        Body::from(bytes.clone()),
-    )
+    reply(StatusCode::OK, APPLICATION_JSON, Body::from(bytes.clone()))
 }
 
 pub fn document_doc() -> Operation {
