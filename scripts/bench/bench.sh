@@ -70,6 +70,8 @@ cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.
 # read: memory it mapped (or got back) and touched for the first time. The
 # fields after the command name, which may hold spaces; minflt is the 8th.
 minor_faults() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $8 }'; }
+# usage PID: its CPU nanoseconds and minor faults so far, as "CPU FAULTS".
+usage() { echo "$(cpu_ns "$1") $(minor_faults "$1")"; }
 rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
 # start NAME BINARY [NAME=VALUE...]: one server on CPU 0, on a port of its
@@ -95,11 +97,9 @@ stop() {
 # p50 and p99 in us.
 wrk_run() {
   local name="$1" connections="$2" path="$3" before after faults_before faults_after
-  before=$(cpu_ns "${pids[$name]}")
-  faults_before=$(minor_faults "${pids[$name]}")
+  read -r before faults_before <<<"$(usage "${pids[$name]}")"
   taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk_$name.txt"
-  after=$(cpu_ns "${pids[$name]}")
-  faults_after=$(minor_faults "${pids[$name]}")
+  read -r after faults_after <<<"$(usage "${pids[$name]}")"
   if grep -q 'Non-2xx\|Socket errors' "$work/wrk_$name.txt"; then
     cat "$work/wrk_$name.txt" >&2
     die "$name: wrk saw errors"
@@ -125,11 +125,9 @@ PY
 # the measurement's duration.
 h2_run() {
   local name="$1" before after faults_before faults_after
-  before=$(cpu_ns "${pids[$name]}")
-  faults_before=$(minor_faults "${pids[$name]}")
+  read -r before faults_before <<<"$(usage "${pids[$name]}")"
   taskset -c 1 h2load -c16 -m10 -D"$duration" --log-file="$work/h2_$name.log" "http://127.0.0.1:${ports[$name]}/" >"$work/h2_$name.txt"
-  after=$(cpu_ns "${pids[$name]}")
-  faults_after=$(minor_faults "${pids[$name]}")
+  read -r after faults_after <<<"$(usage "${pids[$name]}")"
   python3 - "$work/h2_$name.txt" "$work/h2_$name.log" "$((after - before))" "$name" "$((faults_after - faults_before))" <<'PY'
 import json, re, statistics, sys
 text, log, cpu_ns, name, faults = open(sys.argv[1]).read(), sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
