@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ pub struct Config {
     /// Serves h2c (HTTP/2 with prior knowledge) beside HTTP/1.1. Off, every
     /// connection is HTTP/1 and its first bytes are not inspected.
     pub h2c: bool,
+    /// Threads that serve requests; None (the default) is one per CPU the
+    /// process may use, as tokio would choose.
+    pub worker_threads: Option<NonZeroUsize>,
     /// Where spans are exported; None (the default) exports none.
     pub span_export: Option<ExportSettings>,
     /// Which new spans are recorded while spans are exported.
@@ -77,6 +81,7 @@ impl Default for Config {
             max_connections: 1024,
             fault_injection: false,
             h2c: true,
+            worker_threads: None,
             span_export: None,
             sampler: Sampler::default(),
         }
@@ -143,6 +148,11 @@ pub const SETTINGS: &[Setting] = &[
         meaning: "false serves HTTP/1.1 only, without protocol detection",
     },
     Setting {
+        name: "TOKIO_WORKER_THREADS",
+        default: "",
+        meaning: "threads serving requests, 1 to 1024; unset, one per CPU available",
+    },
+    Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
         default: "",
         meaning: "http://HOST:PORT of an OTLP/HTTP collector; setting it exports spans to /v1/traces there",
@@ -207,6 +217,8 @@ pub const SETTINGS: &[Setting] = &[
 /// The longest duration any setting accepts.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const MAX_CONNECTIONS: usize = 1_000_000;
+/// More threads than this is a typo, not a tuning: each reserves a stack.
+const MAX_WORKER_THREADS: usize = 1024;
 
 /// A setting or `.env` line that pulse refuses to start with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,6 +315,16 @@ impl Config {
             h2c: get("PULSE_H2C").map_or(Ok(defaults.h2c), |(n, v)| {
                 parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false"))
             })?,
+            // tokio reads this variable itself and panics on a bad value;
+            // pulse checks it here, hands tokio the number, and treats an
+            // empty value as unset, like RUST_LOG's.
+            worker_threads: get("TOKIO_WORKER_THREADS")
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(n, v)| match v.trim().parse::<NonZeroUsize>() {
+                    Ok(count) if count.get() <= MAX_WORKER_THREADS => Ok(count),
+                    _ => Err(invalid(n, v, "a whole number from 1 to 1024, or unset for one per CPU")),
+                })
+                .transpose()?,
             span_export: span_export_settings(&otel(&get))?,
             sampler: sampler_setting(&otel(&get))?,
         })
@@ -639,6 +661,7 @@ mod tests {
             ("PULSE_MAX_CONNECTIONS", "10"),
             ("PULSE_FAULT_INJECTION", "true"),
             ("PULSE_H2C", "false"),
+            ("TOKIO_WORKER_THREADS", " 3 "),
         ])
         .unwrap();
         assert_eq!(c.port, 9000);
@@ -650,6 +673,10 @@ mod tests {
         assert_eq!(c.max_connections, 10);
         assert!(c.fault_injection);
         assert!(!c.h2c);
+        assert_eq!(c.worker_threads, NonZeroUsize::new(3));
+        // Empty is unset: one thread per CPU.
+        let c = config(&[("TOKIO_WORKER_THREADS", "")]).unwrap();
+        assert_eq!(c.worker_threads, None);
     }
 
     #[test]
@@ -669,6 +696,9 @@ mod tests {
             ("PULSE_HEADER_READ_TIMEOUT", "7200s"),
             ("PULSE_MAX_CONNECTIONS", "0"),
             ("PULSE_FAULT_INJECTION", "maybe"),
+            ("TOKIO_WORKER_THREADS", "0"),
+            ("TOKIO_WORKER_THREADS", "1025"),
+            ("TOKIO_WORKER_THREADS", "two"),
         ] {
             let message = config(&[(name, value)]).unwrap_err().to_string();
             assert!(message.starts_with(&format!("{name}=")), "{message}");

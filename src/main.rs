@@ -94,7 +94,14 @@ fn serve_command(command: Command) -> ExitCode {
 }
 
 fn serve(config: Config, command: Command) -> ExitCode {
+    // Always a number, so that tokio never reads TOKIO_WORKER_THREADS
+    // itself: the config has checked it (tokio would panic on a bad value).
+    let worker_threads = config
+        .worker_threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(worker_threads)
         .enable_all()
         .build()
     {
@@ -124,7 +131,8 @@ fn serve(config: Config, command: Command) -> ExitCode {
             header_read_timeout_ms = config.header_read_timeout.as_millis() as u64,
             max_connections = config.max_connections,
             fault_injection = config.fault_injection,
-            h2c = config.h2c;
+            h2c = config.h2c,
+            worker_threads = worker_threads;
             "starting pulse"
         );
         #[cfg(target_os = "linux")]

@@ -85,4 +85,24 @@ check_locked_down "$container"
 grep -q '^{"ts":.*"msg":"listening on' <<<"$(podman logs "$container" 2>/dev/null)" || die "the pod does not log JSON"
 info "JSON logs, as the manifest's env asks"
 
+step "the CPU limit sets how many threads serve"
+# Rust's available_parallelism reads the cgroup CPU quota that the limit
+# becomes, so pulse starts one worker per CPU of the limit, not of the node.
+workers="$(python3 - "$played" <<'PY'
+import math
+import sys
+import yaml
+
+cpu = str(yaml.safe_load(open(sys.argv[1]))["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
+print(math.ceil(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)))
+PY
+)"
+grep -q "\"msg\":\"starting pulse\".*\"worker_threads\":${workers}[,}]" <<<"$(podman logs "$container" 2>/dev/null)" ||
+  die "pulse did not start $workers worker thread(s) under the manifest's CPU limit"
+if [ "$(nproc)" -gt "$workers" ]; then
+  info "$workers worker thread(s) under a limit of $workers CPU(s), on a $(nproc)-CPU machine"
+else
+  info "$workers worker thread(s); this machine has only $(nproc) CPU(s), so the limit changed nothing here"
+fi
+
 step "e2e-kube passed in $((SECONDS - started))s"

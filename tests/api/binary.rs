@@ -48,6 +48,13 @@ fn a_bad_setting_exits_2_with_one_plain_line_before_binding() {
         ("RUST_LOG", "pulse=chatty", "LEVEL one of off"),
         // env_logger rejects this one and would fall back to errors only.
         ("RUST_LOG", "info/a/b", "LEVEL one of off"),
+        // tokio reads this one itself, and would panic.
+        (
+            "TOKIO_WORKER_THREADS",
+            "two",
+            "a whole number from 1 to 1024",
+        ),
+        ("TOKIO_WORKER_THREADS", "0", "a whole number from 1 to 1024"),
     ] {
         let (code, stdout, stderr) = run_to_end(&dir, &[(name, value)], &[]);
         assert_eq!(code, Some(2), "{name}={value}: {stderr}");
@@ -62,6 +69,38 @@ fn a_bad_setting_exits_2_with_one_plain_line_before_binding() {
             "it bound before failing: {stdout}"
         );
     }
+}
+
+/// The tokio worker threads the running process has, by thread name.
+fn worker_threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("list the process's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[test]
+fn tokio_worker_threads_sets_how_many_threads_serve_and_the_log_says_so() {
+    for (value, expected) in [("3", 3), ("1", 1)] {
+        let mut pulse = Binary::spawn("workers", &[("TOKIO_WORKER_THREADS", value)]);
+        let line = pulse.wait_for_line("starting pulse", Duration::from_secs(10));
+        assert!(
+            line.contains(&format!("worker_threads={expected}")),
+            "{line}"
+        );
+        pulse.wait_until_listening();
+        assert_eq!(
+            worker_threads_of(pulse.child.id()),
+            expected,
+            "TOKIO_WORKER_THREADS={value}"
+        );
+    }
+    // Unset: one per CPU this process may run on.
+    let mut pulse = Binary::spawn("workers-default", &[]);
+    pulse.wait_until_listening();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(worker_threads_of(pulse.child.id()), cpus);
 }
 
 #[test]
