@@ -16,6 +16,7 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Version};
 
+use crate::alert_log;
 use crate::build_info::BUILD;
 use crate::config::Config;
 use crate::logging::{self, Peer};
@@ -55,10 +56,23 @@ struct State {
     ids: IdGenerator,
     /// Where sampled spans go; None while span export is off.
     spans: Option<SpanQueue>,
+    /// `pulse alert-log`: every request goes to [`alert_log::handle`].
+    alert_log: bool,
 }
 
 impl App {
     pub fn new(config: Config) -> App {
+        App::build(config, false)
+    }
+
+    /// The alert log (`pulse alert-log`): the same server and settings, with
+    /// every request answered by [`alert_log::handle`] instead of the route
+    /// table.
+    pub fn alert_log(config: Config) -> App {
+        App::build(config, true)
+    }
+
+    fn build(config: Config, alert_log: bool) -> App {
         let metrics = Metrics::new(&BUILD);
         let spans = config
             .span_export
@@ -72,6 +86,7 @@ impl App {
                 draining: AtomicBool::new(false),
                 started: Instant::now(),
                 ids: IdGenerator::default(),
+                alert_log,
             }),
         }
     }
@@ -101,6 +116,11 @@ impl App {
         self.state.draining.load(Ordering::Acquire)
     }
 
+    /// Whether this is the alert log (`pulse alert-log`) rather than pulse.
+    pub fn is_alert_log(&self) -> bool {
+        self.state.alert_log
+    }
+
     /// How long this App has been serving.
     pub fn uptime(&self) -> Duration {
         self.state.started.elapsed()
@@ -118,6 +138,9 @@ impl App {
         B::Error: Into<BoxError>,
     {
         let state = &*self.state;
+        if state.alert_log {
+            return alert_log::handle(request);
+        }
         let (mut request, body) = request.into_parts();
         let verb = Verb::from_method(&request.method);
         let path = request.uri.path();
@@ -493,7 +516,7 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
 /// A HEAD answer: GET's status and headers, including its `Content-Length`,
 /// and no body. HTTP/2 treats body bytes on a HEAD response as a protocol
 /// error, so they are dropped here rather than left to the connection.
-fn without_body(response: Response<Body>) -> Response<Body> {
+pub(crate) fn without_body(response: Response<Body>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
         parts

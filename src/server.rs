@@ -100,7 +100,11 @@ pub async fn serve(
     };
 
     app.start_draining();
-    log::info!("shutdown: {request:?} received; /readyz now answers 503 draining");
+    if app.is_alert_log() {
+        log::info!("shutdown: {request:?} received; draining");
+    } else {
+        log::info!("shutdown: {request:?} received; /readyz now answers 503 draining");
+    }
     if request == ShutdownRequest::Terminate && !config.drain_delay.is_zero() {
         log::info!(
             "shutdown: still serving for the drain delay of {}",
@@ -203,21 +207,6 @@ async fn accept_within_cap(
             () = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
-}
-
-/// Waits for a free connection slot, then for a connection (the alert log's
-/// simpler policy: while all slots are taken, new connections wait in the
-/// kernel's accept queue).
-pub(crate) async fn accept(
-    listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
-    let Ok(permit) = permits.clone().acquire_owned().await else {
-        // The semaphore is never closed; if it were, stop accepting.
-        return std::future::pending().await;
-    };
-    let (stream, remote) = accept_connection(listener).await;
-    (stream, remote, permit)
 }
 
 async fn accept_connection(listener: &TcpListener) -> (TcpStream, SocketAddr) {
