@@ -111,7 +111,9 @@ fn serve(config: Config, command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async {
+    // Boxed: the serve future is large, and polled in place on the main
+    // thread's stack it kept 4 to 8 KiB more of that stack resident.
+    runtime.block_on(Box::pin(async {
         let signals = match Signals::install() {
             Ok(signals) => signals,
             Err(e) => {
@@ -170,5 +172,5 @@ fn serve(config: Config, command: Command) -> ExitCode {
         }
         log::info!("shutdown complete");
         ExitCode::SUCCESS
-    })
+    }))
 }
