@@ -78,32 +78,6 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_setting_in_order_with_its_default() {
-        let readme = include_str!("../README.md");
-        let section = readme
-            .split("\n## Configuration\n")
-            .nth(1)
-            .and_then(|rest| rest.split("\n## ").next())
-            .expect("a ## Configuration section");
-        let rows: Vec<(&str, String)> = section
-            .lines()
-            .filter_map(|line| line.strip_prefix("| `"))
-            .filter_map(|rest| {
-                let (name, rest) = rest.split_once("` | ")?;
-                Some((name, rest.split(" | ").next()?.to_owned()))
-            })
-            .collect();
-        let expected: Vec<(&str, String)> = SETTINGS
-            .iter()
-            .map(|s| match s.default {
-                "" => (s.name, "unset".to_owned()),
-                default => (s.name, format!("`{default}`")),
-            })
-            .collect();
-        assert_eq!(rows, expected);
-    }
-
-    #[test]
     fn help_lists_every_setting() {
         let help = help_text();
         for setting in SETTINGS {

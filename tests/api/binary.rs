@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::helpers::{Binary, binary_command, get, temp_dir};
+use crate::helpers::{Binary, binary_command, get, readme_section, temp_dir};
 
 /// Runs pulse to its exit, or kills it after 10 s (code None): a command
 /// that should fail at once but serves instead must fail the test, not hang
@@ -69,6 +69,26 @@ fn a_bad_setting_exits_2_with_one_plain_line_before_binding() {
             "it bound before failing: {stdout}"
         );
     }
+}
+
+#[test]
+fn the_readme_lists_every_setting_in_order_with_its_default() {
+    let rows: Vec<(&str, String)> = readme_section("Configuration")
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| {
+            let (name, rest) = rest.split_once("` | ")?;
+            Some((name, rest.split(" | ").next()?.to_owned()))
+        })
+        .collect();
+    let expected: Vec<(&str, String)> = pulse::config::SETTINGS
+        .iter()
+        .map(|s| match s.default {
+            "" => (s.name, "unset".to_owned()),
+            default => (s.name, format!("`{default}`")),
+        })
+        .collect();
+    assert_eq!(rows, expected);
 }
 
 /// The tokio worker threads the running process has, by thread name.

@@ -318,3 +318,13 @@ impl Drop for Binary {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The text of one `## HEADING` section of the README, for tests that hold
+/// its tables to the code.
+pub fn readme_section(heading: &str) -> &'static str {
+    include_str!("../../README.md")
+        .split(&format!("\n## {heading}\n"))
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_else(|| panic!("the README has no ## {heading} section"))
+}

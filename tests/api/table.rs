@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use pulse::Config;
 use pulse::routes::{Class, Route};
 
-use crate::helpers::{call, get, spawn_app, test_config};
+use crate::helpers::{call, get, readme_section, spawn_app, test_config};
 
 /// A path that the row matches: its template with a parameter filled in.
 fn example_path(template: &str) -> String {
@@ -124,13 +124,7 @@ async fn the_openapi_document_lists_exactly_the_table() {
 
 #[test]
 fn the_readme_route_table_lists_exactly_the_table() {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("\n## Routes\n")
-        .nth(1)
-        .and_then(|rest| rest.split("\n## ").next())
-        .expect("a ## Routes section");
-    let listed: BTreeSet<String> = section
+    let listed: BTreeSet<String> = readme_section("Routes")
         .lines()
         .filter_map(|line| line.strip_prefix("| `"))
         .filter_map(|rest| rest.split('`').next())
