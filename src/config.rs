@@ -262,6 +262,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let defaults = Config::default();
         let get = |name: &'static str| lookup(name).map(|value| (name, value));
+        let non_empty = empty_as_unset(&get);
         Ok(Config {
             host: get("HOST").map_or(Ok(defaults.host), |(n, v)| {
                 parse_host(&v).ok_or_else(|| invalid(n, v, "an IP address such as 0.0.0.0, 127.0.0.1 or ::"))
@@ -273,7 +274,7 @@ impl Config {
             })?,
             // An empty RUST_LOG would mean errors only to env_logger, which
             // nobody setting `RUST_LOG=` means: it is the default here.
-            log_filter: get("RUST_LOG").filter(|(_, v)| !v.trim().is_empty()).map_or(Ok(defaults.log_filter), |(n, v)| {
+            log_filter: non_empty("RUST_LOG").map_or(Ok(defaults.log_filter), |(n, v)| {
                 if is_valid_log_filter(&v) {
                     Ok(v)
                 } else {
@@ -318,15 +319,14 @@ impl Config {
             // tokio reads this variable itself and panics on a bad value;
             // pulse checks it here, hands tokio the number, and treats an
             // empty value as unset, like RUST_LOG's.
-            worker_threads: get("TOKIO_WORKER_THREADS")
-                .filter(|(_, v)| !v.trim().is_empty())
+            worker_threads: non_empty("TOKIO_WORKER_THREADS")
                 .map(|(n, v)| match v.trim().parse::<NonZeroUsize>() {
                     Ok(count) if count.get() <= MAX_WORKER_THREADS => Ok(count),
                     _ => Err(invalid(n, v, "a whole number from 1 to 1024, or unset for one per CPU")),
                 })
                 .transpose()?,
-            span_export: span_export_settings(&otel(&get))?,
-            sampler: sampler_setting(&otel(&get))?,
+            span_export: span_export_settings(&non_empty)?,
+            sampler: sampler_setting(&non_empty)?,
         })
     }
 
@@ -437,8 +437,10 @@ fn duration_setting(
     }
 }
 
-/// OpenTelemetry treats an empty variable as unset.
-fn otel(
+/// The lookup in which a variable set to an empty value counts as unset:
+/// OpenTelemetry's rule for its variables, and pulse's for `RUST_LOG` and
+/// `TOKIO_WORKER_THREADS`.
+fn empty_as_unset(
     get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
 ) -> impl Fn(&'static str) -> Option<(&'static str, String)> + '_ {
     move |name| get(name).filter(|(_, value)| !value.trim().is_empty())
