@@ -14,8 +14,14 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    // pulse's runtime for as many threads as CPUs (current-thread on one),
+    // so that a ratio to this server measures pulse's own work.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pulse::server::runtime(cpus)?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())

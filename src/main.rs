@@ -100,11 +100,7 @@ fn serve(config: Config, command: Command) -> ExitCode {
         .worker_threads
         .or_else(|| std::thread::available_parallelism().ok())
         .map_or(1, std::num::NonZeroUsize::get);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(worker_threads)
-        .enable_all()
-        .build()
-    {
+    let runtime = match pulse::server::runtime(worker_threads) {
         Ok(runtime) => runtime,
         Err(e) => {
             log::error!("cannot start the async runtime: {e}");

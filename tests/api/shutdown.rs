@@ -94,14 +94,26 @@ fn the_shutdown_timeout_cuts_a_slow_request_and_the_process_exits_right_after() 
     );
 }
 
+// One serving thread is tokio's current-thread scheduler, more are its
+// multi-thread one (`server::runtime`): both must drain the same way.
 #[tokio::test]
 async fn sigterm_to_the_binary_drains_completes_in_flight_and_exits_0() {
+    sigterm_drains_and_exits_0("1").await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_the_same_way_with_two_worker_threads() {
+    sigterm_drains_and_exits_0("2").await;
+}
+
+async fn sigterm_drains_and_exits_0(worker_threads: &str) {
     let mut pulse = Binary::spawn(
-        "sigterm",
+        &format!("sigterm-{worker_threads}"),
         &[
             ("PULSE_FAULT_INJECTION", "true"),
             ("PULSE_DRAIN_DELAY", "1s"),
             ("PULSE_SHUTDOWN_TIMEOUT", "5s"),
+            ("TOKIO_WORKER_THREADS", worker_threads),
         ],
     );
     let addr = pulse.wait_until_listening();
