@@ -27,8 +27,10 @@ instructions() {
   local count="$1" port log
   port="$(free_port)"
   log="$(mktemp)"
+  # On one CPU, as bench.sh runs the servers: pulse and the references then
+  # start the same runtime as there (tokio's current-thread scheduler).
   PORT="$port" HOST=127.0.0.1 PULSE_LOG_FORMAT=json PULSE_DRAIN_DELAY=0 \
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$binary" >/dev/null 2>"$log" &
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$binary" >/dev/null 2>"$log" &
   server_pid=$!
   wait_http "http://127.0.0.1:$port$path" 60 || die "$binary did not start under valgrind"
   python3 - "$port" "$path" "$count" <<'PY'
