@@ -237,9 +237,7 @@ impl Metrics {
             spare: Arc::clone(&self.spare_page),
         })
     }
-}
 
-impl Metrics {
     /// Every metric family with at least one series, sorted by name, each
     /// family's series sorted by label values: what `Registry::gather`
     /// returns for collectors that do not share names, without its
