@@ -19,8 +19,7 @@ use tokio::net::TcpListener;
 fn main() -> std::io::Result<()> {
     // pulse's runtime for as many threads as CPUs (current-thread on one),
     // so that a ratio to this server measures pulse's own work.
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    pulse::server::runtime(cpus)?.block_on(serve())
+    pulse::server::runtime(pulse::server::serving_threads(None))?.block_on(serve())
 }
 
 async fn serve() -> std::io::Result<()> {

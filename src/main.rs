@@ -96,10 +96,7 @@ fn serve_command(command: Command) -> ExitCode {
 fn serve(config: Config, command: Command) -> ExitCode {
     // Always a number, so that tokio never reads TOKIO_WORKER_THREADS
     // itself: the config has checked it (tokio would panic on a bad value).
-    let worker_threads = config
-        .worker_threads
-        .or_else(|| std::thread::available_parallelism().ok())
-        .map_or(1, std::num::NonZeroUsize::get);
+    let worker_threads = pulse::server::serving_threads(config.worker_threads);
     let runtime = match pulse::server::runtime(worker_threads) {
         Ok(runtime) => runtime,
         Err(e) => {

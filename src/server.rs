@@ -65,6 +65,15 @@ pub enum ShutdownRequest {
     Interrupt,
 }
 
+/// How many threads serve: the configured number, or else one per CPU the
+/// process may run on (Rust's `available_parallelism`, which reads the
+/// cgroup's CPU quota), as tokio itself would choose.
+pub fn serving_threads(configured: Option<std::num::NonZeroUsize>) -> usize {
+    configured
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, std::num::NonZeroUsize::get)
+}
+
 /// The tokio runtime that serves with `worker_threads` threads. One thread
 /// is tokio's current-thread scheduler, on the thread that calls
 /// `block_on`: the multi-thread scheduler would run a worker beside that
