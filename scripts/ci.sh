@@ -149,7 +149,7 @@ stage "deploy e2e (podman kube play)" scripts/e2e/kube.sh
 wait_for_cargo_tools
 stage "security: cargo deny" scripts/ci/deny.sh
 stage "release dry run: SBOM, checksums, manifest" release_dry_run
-stage "hygiene: shellcheck, hadolint, actionlint, yamllint, zizmor" scripts/ci/lint-repo.sh
+stage "hygiene: shellcheck, hadolint, actionlint, yamllint, zizmor, bench table" scripts/ci/lint-repo.sh
 
 step "summary ($((SECONDS / 60)) min $((SECONDS % 60)) s)"
 printf '    %s\n' "${timings[@]}"

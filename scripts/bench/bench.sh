@@ -25,9 +25,10 @@
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
 #   12 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds.
-# Writes docs/bench.json and renders docs/bench.svg from it
-# (scripts/bench/chart.py). Not part of scripts/ci.sh: timing belongs in
-# benchmarks, not in tests.
+# Writes docs/bench.json, and from it (scripts/bench/chart.py) renders
+# docs/bench.svg and rewrites the README's table of ratios. Not part of
+# scripts/ci.sh: timing belongs in benchmarks, not in tests (CI only checks
+# that the chart and the table agree with docs/bench.json).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -299,4 +300,4 @@ json.dump({
     "binary_bytes": {"pulse": $(stat -c %s "$out/pulse"), "bare_auto": $(stat -c %s "$out/examples/bare_auto")},
 }, open(sys.argv[2], "w"), indent=1)
 PY
-python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg
+python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg README.md

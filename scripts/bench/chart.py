@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""Renders scripts/bench/bench.sh's results as an SVG bar chart, and prints
-every run's ratios to the references with the goals marked met or not.
+"""Renders scripts/bench/bench.sh's results as an SVG bar chart and as the
+README's table of ratios, and prints every run's ratios to the references
+with the goals marked met or not.
 
-Usage: scripts/bench/chart.py RESULTS_JSON OUTPUT_SVG
+Usage: scripts/bench/chart.py RESULTS_JSON OUTPUT_SVG README
+       scripts/bench/chart.py --check RESULTS_JSON SVG README
+
+The table replaces the README's lines between the two BENCH_MARKERS. With
+--check nothing is written: it exits 1 if the SVG or the README's table is
+not what RESULTS_JSON gives, so neither can drift from the committed
+measurement (scripts/ci/lint-repo.sh runs it).
 
 Plain SVG written by hand: no plotting library, no network at render time.
 Each bar is the median of the runs, each server measured alone; the label
@@ -33,6 +40,7 @@ FIGURES = [
 ]
 # CPU per request, pulse / bare_auto, at most (issue 15).
 GOALS = {"http1_32": 1.10, "http1_64": 1.10, "h2c": 1.15}
+BENCH_MARKERS = ("<!-- bench table: scripts/bench/chart.py writes from here -->", "<!-- bench table: to here -->")
 
 
 def value(run, group, server, figure):
@@ -98,6 +106,77 @@ def report(results):
     return lines
 
 
+def verdict(runs, ratios, goal):
+    """`met`, `not met`, or `not met (run 2)` when only some runs missed."""
+    missed = [run["run"] for run, ratio in zip(runs, ratios) if any(r > goal for r in ratio)]
+    if not missed:
+        return "met"
+    if len(missed) == len(runs):
+        return "not met"
+    return f"not met (run{'s' if len(missed) > 1 else ''} {', '.join(map(str, missed))})"
+
+
+def table(results):
+    """The README's table: every run's ratios, goals marked as measured."""
+    runs = results["runs"]
+
+    def row(figure, cells, goal=""):
+        return "|" + "|".join(f" {cell} " if cell else " " for cell in [figure, *cells, goal]) + "|"
+
+    def ratios(keys, digits):
+        cells, values = [], []
+        for run in runs:
+            found = [run["paired"][key]["ratio"] for key in keys]
+            values.append(found)
+            cells.append(" / ".join(f"{ratio:.{digits}f}x" for ratio in found))
+        return cells, values
+
+    def once(text):
+        return [text] + [""] * (len(runs) - 1)
+
+    lines = [f"Measured on {results['date']} ({results['machine']}), {len(runs)} runs of one invocation",
+             "(ratios to three decimals where the goal is decided by them):", "",
+             row("figure", [f"run {run['run']}" for run in runs], "goal"),
+             "|" + "---|" * (len(runs) + 2)]
+    for group, label, digits in [("http1_32", "HTTP/1.1, 32 conn.", 3), ("http1_64", "HTTP/1.1, 64 conn.", 3),
+                                 ("h2c", "h2c", 2)]:
+        cells, values = ratios([f"{group}_pulse"], digits)
+        lines.append(row(f"CPU per request, {label}, to `bare_auto`", cells,
+                         f"at most {GOALS[group]:.2f}x: {verdict(runs, values, GOALS[group])}"))
+    cells, _ = ratios(["h2c_headers_pulse"], 2)
+    lines.append(row("the same, with a browser's request headers (below)", cells,
+                     "(the goal's figure is the row above)"))
+    cells, _ = ratios(["http1_32_bare_auto", "http1_64_bare_auto"], 2)
+    lines.append(row("protocol detection: `bare_auto` to `bare_hyper`, 32 / 64 conn.", cells))
+    cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
+    lines.append(row("`PULSE_H2C=false`, HTTP/1.1, 32 / 64 conn., to `bare_hyper`", cells,
+                     f"within 1.10x: {verdict(runs, values, 1.10)}"))
+    cells, _ = ratios(["http1_32_pulse_export", "h2c_pulse_export"], 2)
+    lines.append(row("span export on (100%), HTTP/1.1 c=32 / h2c, to `bare_auto`", cells))
+    scrapes = [run["metrics"]["rps"] for run in runs]
+    lines.append(row("`GET /metrics` scrapes per second, one core (wrk, 8 conn.)", [f"{v:,.0f}" for v in scrapes],
+                     f"at least 10,000: {'met' if min(scrapes) >= 10000 else 'not met'}"))
+    idle, cold, size = (results["idle_rss_kib"]["pulse"], results["cold_start_us"]["pulse"],
+                        results["binary_bytes"]["pulse"])
+    lines.append(row("idle RSS (after one request)", once(f"{idle:,} KiB"),
+                     f"at most 2,048 KiB: {'met' if idle <= 2048 else 'not met'}"))
+    lines.append(row("cold start, exec to first 200 on `/livez` (median of 20)", once(f"{cold / 1000:.1f} ms"),
+                     f"under 3 ms: {'met' if cold < 3000 else 'not met'}"))
+    lines.append(row("binary", once(f"{size:,} bytes"),
+                     f"at most 2.5 MiB: {'met' if size <= 2.5 * 1024 * 1024 else 'not met'}"))
+    return "\n".join(lines) + "\n"
+
+
+def with_table(readme, results):
+    """README text with the lines between the markers replaced by the table."""
+    begin, end = BENCH_MARKERS
+    head, found, rest = readme.partition(begin + "\n")
+    _, found_end, tail = rest.partition(end)
+    if not found or not found_end:
+        sys.exit(f"the README lacks the markers '{begin}' and '{end}'")
+    return head + begin + "\n" + table(results) + end + tail
+
+
 def svg(results):
     runs = results["runs"]
     panel_w, panel_h, top, left = 330, 250, 70, 20
@@ -157,15 +236,28 @@ def svg(results):
 
 
 def main():
-    if len(sys.argv) != 3:
+    check = sys.argv[1:2] == ["--check"]
+    args = sys.argv[2:] if check else sys.argv[1:]
+    if len(args) != 3:
         sys.exit(__doc__)
-    results = json.load(open(sys.argv[1]))
+    results_path, svg_path, readme_path = args
+    results = json.load(open(results_path))
     if not results.get("runs"):
-        sys.exit(f"{sys.argv[1]} has no runs")
-    open(sys.argv[2], "w").write(svg(results))
+        sys.exit(f"{results_path} has no runs")
+    chart, readme = svg(results), open(readme_path).read()
+    if check:
+        stale = [path for path, now, want in [(svg_path, open(svg_path).read(), chart),
+                                              (readme_path, readme, with_table(readme, results))] if now != want]
+        if stale:
+            sys.exit(f"not what {results_path} gives: {', '.join(stale)}; "
+                     f"run: scripts/bench/chart.py {results_path} {svg_path} {readme_path}")
+        print(f"    {svg_path} and the table in {readme_path} are what {results_path} gives")
+        return
+    open(svg_path, "w").write(chart)
+    open(readme_path, "w").write(with_table(readme, results))
     for line in report(results):
         print(f"    {line}")
-    print(f"    chart: {sys.argv[2]}")
+    print(f"    chart: {svg_path}; table: {readme_path}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Hygiene: shellcheck (scripts), hadolint (Containerfiles), actionlint and
 # zizmor (workflows), yamllint (compose, monitoring, deploy, workflows), and
-# the repo's own rules for compose.yaml and the build context. Zero findings.
+# the repo's own rules for compose.yaml and the build context, and that the
+# benchmark chart and the README's table agree with docs/bench.json. Zero
+# findings.
 #
 # Usage: scripts/ci/lint-repo.sh
 set -euo pipefail
@@ -70,6 +72,9 @@ for path in .git target dist fuzz/corpus; do
   grep -qx "$path" .containerignore || die ".containerignore does not exclude $path"
 done
 info "both exclude .git, target, dist and fuzz/corpus"
+
+step "docs/bench.svg and the README's benchmark table agree with docs/bench.json"
+python3 scripts/bench/chart.py --check docs/bench.json docs/bench.svg README.md
 
 step "yamllint"
 mapfile -t yaml_files < <(git ls-files -co --exclude-standard compose.yaml .yamllint.yaml 'monitoring/*.yml' 'deploy/*.yaml' 'deploy/*.yml' '.github/*.yml')
