@@ -74,9 +74,12 @@ impl App {
 
     fn build(config: Config, alert_log: bool) -> App {
         let metrics = Metrics::new(&BUILD);
+        // The alert log makes no spans: with OTEL_ set (a shared `.env`) it
+        // would otherwise start an exporter and say it exports.
         let spans = config
             .span_export
             .clone()
+            .filter(|_| !alert_log)
             .map(|settings| SpanQueue::new(settings, metrics.spans().clone()));
         App {
             state: Arc::new(State {
@@ -624,6 +627,17 @@ mod tests {
             );
             assert!(response.headers().values().all(|v| v != "secret"), "{path}");
         }
+    }
+
+    #[tokio::test]
+    async fn only_pulse_starts_a_span_exporter() {
+        let config = Config::from_lookup(|name| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned())
+        })
+        .unwrap();
+        assert!(config.span_export.is_some());
+        assert!(App::alert_log(config.clone()).start_span_export().is_none());
+        assert!(App::new(config).start_span_export().is_some());
     }
 
     #[tokio::test]
