@@ -146,6 +146,9 @@ def table(results):
     cells, _ = ratios(["h2c_headers_pulse"], 2)
     lines.append(row("the same, with a browser's request headers (below)", cells,
                      "(the goal's figure is the row above)"))
+    lines.append(row("page faults per h2c request, pulse / `bare_auto` (each alone)",
+                     [f"{run['h2c_pulse']['faults_per_request']:.2f} / {run['h2c_bare_auto']['faults_per_request']:.2f}"
+                      for run in runs]))
     cells, _ = ratios(["http1_32_bare_auto", "http1_64_bare_auto"], 2)
     lines.append(row("protocol detection: `bare_auto` to `bare_hyper`, 32 / 64 conn.", cells))
     cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
