@@ -40,6 +40,12 @@ FIGURES = [
 ]
 # CPU per request, pulse / bare_auto, at most (issue 15).
 GOALS = {"http1_32": 1.10, "http1_64": 1.10, "h2c": 1.15}
+# The issue's other goals, for the report and the README's table alike.
+HTTP1_ONLY_MAX = 1.10  # PULSE_H2C=false, CPU per request to bare_hyper
+SCRAPES_MIN = 10_000  # GET /metrics per second on one core
+IDLE_RSS_MAX_KIB = 2048
+COLD_START_MAX_US = 3000
+BINARY_MAX_BYTES = 5 * 1024 * 1024 // 2
 BENCH_MARKERS = ("<!-- bench table: scripts/bench/chart.py writes from here -->", "<!-- bench table: to here -->")
 
 
@@ -82,14 +88,16 @@ def report(results):
     for run in runs:
         metrics = run.get("metrics")
         if metrics:
-            verdict = "met" if metrics["rps"] >= 10000 else "NOT met"
-            lines.append(f"run {run['run']} GET /metrics: {metrics['rps']:,.0f} scrapes/s on one core (goal >= 10,000: {verdict})")
+            verdict = "met" if metrics["rps"] >= SCRAPES_MIN else "NOT met"
+            lines.append(f"run {run['run']} GET /metrics: {metrics['rps']:,.0f} scrapes/s on one core "
+                         f"(goal >= {SCRAPES_MIN:,}: {verdict})")
     idle = results["idle_rss_kib"]["pulse"]
     cold = results["cold_start_us"]["pulse"]
     size = results["binary_bytes"]["pulse"]
-    lines.append(f"idle RSS {idle} KiB (goal <= 2048: {'met' if idle <= 2048 else 'NOT met'}); "
-                 f"cold start {cold} us (goal < 3000: {'met' if cold < 3000 else 'NOT met'}); "
-                 f"binary {size:,} bytes (goal <= 2,621,440: {'met' if size <= 2621440 else 'NOT met'})")
+    lines.append(f"idle RSS {idle} KiB (goal <= {IDLE_RSS_MAX_KIB}: {'met' if idle <= IDLE_RSS_MAX_KIB else 'NOT met'}); "
+                 f"cold start {cold} us (goal < {COLD_START_MAX_US}: {'met' if cold < COLD_START_MAX_US else 'NOT met'}); "
+                 f"binary {size:,} bytes (goal <= {BINARY_MAX_BYTES:,}: "
+                 f"{'met' if size <= BINARY_MAX_BYTES else 'NOT met'})")
     counted = results.get("instructions_per_request")
     if counted:
         lines.append(f"GET / under callgrind: pulse {counted['pulse']:,} user-space instructions per request, "
@@ -153,20 +161,20 @@ def table(results):
     lines.append(row("protocol detection: `bare_auto` to `bare_hyper`, 32 / 64 conn.", cells))
     cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
     lines.append(row("`PULSE_H2C=false`, HTTP/1.1, 32 / 64 conn., to `bare_hyper`", cells,
-                     f"within 1.10x: {verdict(runs, values, 1.10)}"))
+                     f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)}"))
     cells, _ = ratios(["http1_32_pulse_export", "h2c_pulse_export"], 2)
     lines.append(row("span export on (100%), HTTP/1.1 c=32 / h2c, to `bare_auto`", cells))
     scrapes = [run["metrics"]["rps"] for run in runs]
     lines.append(row("`GET /metrics` scrapes per second, one core (wrk, 8 conn.)", [f"{v:,.0f}" for v in scrapes],
-                     f"at least 10,000: {'met' if min(scrapes) >= 10000 else 'not met'}"))
+                     f"at least {SCRAPES_MIN:,}: {'met' if min(scrapes) >= SCRAPES_MIN else 'not met'}"))
     idle, cold, size = (results["idle_rss_kib"]["pulse"], results["cold_start_us"]["pulse"],
                         results["binary_bytes"]["pulse"])
     lines.append(row("idle RSS (after one request)", once(f"{idle:,} KiB"),
-                     f"at most 2,048 KiB: {'met' if idle <= 2048 else 'not met'}"))
+                     f"at most {IDLE_RSS_MAX_KIB:,} KiB: {'met' if idle <= IDLE_RSS_MAX_KIB else 'not met'}"))
     lines.append(row("cold start, exec to first 200 on `/livez` (median of 20)", once(f"{cold / 1000:.1f} ms"),
-                     f"under 3 ms: {'met' if cold < 3000 else 'not met'}"))
+                     f"under {COLD_START_MAX_US / 1000:.0f} ms: {'met' if cold < COLD_START_MAX_US else 'not met'}"))
     lines.append(row("binary", once(f"{size:,} bytes"),
-                     f"at most 2.5 MiB: {'met' if size <= 2.5 * 1024 * 1024 else 'not met'}"))
+                     f"at most {BINARY_MAX_BYTES / 2**20:.1f} MiB: {'met' if size <= BINARY_MAX_BYTES else 'not met'}"))
     return "\n".join(lines) + "\n"
 
 
