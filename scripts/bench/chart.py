@@ -164,6 +164,9 @@ def table(results):
                      f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)}"))
     cells, _ = ratios(["http1_32_pulse_export", "h2c_pulse_export"], 2)
     lines.append(row("span export on (100%), HTTP/1.1 c=32 / h2c, to `bare_auto`", cells))
+    instructions = results["instructions_per_request"]
+    lines.append(row("user-space instructions per `GET /`, callgrind, pulse / `bare_auto` (below)",
+                     once(f"{instructions['pulse']:,} / {instructions['bare_auto']:,}")))
     scrapes = [run["metrics"]["rps"] for run in runs]
     lines.append(row("`GET /metrics` scrapes per second, one core (wrk, 8 conn.)", [f"{v:,.0f}" for v in scrapes],
                      f"at least {SCRAPES_MIN:,}: {'met' if min(scrapes) >= SCRAPES_MIN else 'not met'}"))
