@@ -547,7 +547,9 @@ thread_local! {
 /// requests (an `mmap`, a `munmap` and page faults: gdb showed three
 /// quarters of pulse's `mmap` calls under h2load there). Freed with the
 /// response, as in a bare hyper server, where the response's map takes the
-/// request's place, the run stays in use. Measured with h2load, both builds served together: 0.79x
+/// request's place, the run stays in use. It is emptied first: what waits
+/// with the response is its memory (about 700 bytes), none of the
+/// request's headers. Measured with h2load, both builds served together: 0.79x
 /// to 0.89x the CPU per h2c request, and `mmap` calls from 0.30 to 0.09 per
 /// request (HTTP/1.1 unchanged, 1.00x).
 fn recycle_headers(mut headers: HeaderMap) -> Option<HeaderMap> {
