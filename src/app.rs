@@ -572,6 +572,11 @@ pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/
 /// over HTTP/2 (`content-length`, `date`).
 const RESPONSE_HEADERS: usize = 8;
 
+/// A new, empty header map with room for a response's headers.
+pub(crate) fn response_header_map() -> HeaderMap {
+    HeaderMap::with_capacity(RESPONSE_HEADERS)
+}
+
 /// A response with a status, a `Content-Type` and a body: what every
 /// handler answers with.
 ///
@@ -581,9 +586,7 @@ const RESPONSE_HEADERS: usize = 8;
 pub fn reply(status: StatusCode, content_type: HeaderValue, body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    *response.headers_mut() = SPARE_HEADERS
-        .take()
-        .unwrap_or_else(|| HeaderMap::with_capacity(RESPONSE_HEADERS));
+    *response.headers_mut() = SPARE_HEADERS.take().unwrap_or_else(response_header_map);
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, content_type);

@@ -36,6 +36,7 @@ pub mod build_info;
 pub mod config;
 mod connection;
 pub mod dotenv;
+mod executor;
 mod exposition;
 pub mod logging;
 pub mod metrics;

@@ -1,7 +1,8 @@
 //! Puts an [`App`] on a TCP listener.
 //!
 //! One accept loop serves HTTP/1.1 and h2c (prior knowledge) on the same port
-//! through hyper-util's `auto::Builder`. Each connection holds one of
+//! through hyper-util's `auto::Builder`; HTTP/2 streams run in their
+//! connection's task (`executor`). Each connection holds one of
 //! `max_connections` semaphore permits until it closes, so shutdown waits for
 //! the connections by taking every permit back. A connection with no request
 //! in flight for the header read timeout is closed, whatever its protocol
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use hyper::Response;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -34,6 +35,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use crate::app::{App, Body, Handling};
 use crate::config::Config;
 use crate::connection::{Busy, Connections, Registration};
+use crate::executor::{self, Handed, Streams};
 use crate::logging::Peer;
 use crate::metrics::ConnectionError;
 
@@ -77,11 +79,12 @@ pub fn serving_threads(configured: Option<std::num::NonZeroUsize>) -> usize {
 /// The tokio runtime that serves with `worker_threads` threads. One thread
 /// is tokio's current-thread scheduler, on the thread that calls
 /// `block_on`: the multi-thread scheduler would run a worker beside that
-/// thread, hand every task hyper spawns (one per HTTP/2 stream) across, and
-/// keep its work-stealing bookkeeping with nothing to steal. On one CPU the
-/// current-thread scheduler used 0.70x to 0.75x the CPU per h2c request and
-/// 0.99x per HTTP/1.1 request (README, Performance). A one-CPU container
-/// gets it by default.
+/// thread, hand every task across to it, and keep its work-stealing
+/// bookkeeping with nothing to steal. On one CPU the current-thread
+/// scheduler used 0.70x to 0.75x the CPU per h2c request and 0.99x per
+/// HTTP/1.1 request (README, Performance; measured when every HTTP/2 stream
+/// was a task of its own, before `executor`). A one-CPU container gets it
+/// by default.
 pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     let mut builder = if worker_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
@@ -171,8 +174,8 @@ pub async fn serve(
     }
 }
 
-fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut http = auto::Builder::new(TokioExecutor::new());
+fn http_builder(config: &Config) -> auto::Builder<Streams> {
+    let mut http = auto::Builder::new(Streams);
     http.http1()
         // SECURITY: the idle watchdog in `spawn_connection` enforces
         // PULSE_HEADER_READ_TIMEOUT: a connection with no request in flight
@@ -293,7 +296,7 @@ fn warn_rate_limited(error: &std::io::Error) {
 }
 
 fn spawn_connection(
-    http: &Arc<auto::Builder<TokioExecutor>>,
+    http: &Arc<auto::Builder<Streams>>,
     app: &App,
     stream: TcpStream,
     remote: SocketAddr,
@@ -336,13 +339,14 @@ fn spawn_connection(
                     .into_owned()
             );
             let mut closing = false;
+            let mut handed = Handed::default();
             let result = std::future::poll_fn(|cx| {
                 // Asked to close by shutdown or by the idle watchdog.
                 if !closing && activity.close_requested(cx) {
                     closing = true;
                     connection.as_mut().graceful_shutdown();
                 }
-                connection.as_mut().poll(cx)
+                executor::poll_connection(connection.as_mut(), &mut handed, cx)
             })
             .await;
             if let Err(e) = result {
