@@ -58,13 +58,16 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, future: F) {
+        // Boxed either way: one kind of task to compile instead of one per
+        // kind of future hyper hands over (about 10 KB of binary each).
+        let stream: Stream = Box::pin(future);
         if !COLLECTING.get() {
-            tokio::spawn(future);
+            tokio::spawn(stream);
             return;
         }
         reserve_response_maps();
         let mut streams = HANDED_OVER.take();
-        streams.push(Box::pin(future));
+        streams.push(stream);
         HANDED_OVER.set(streams);
         ANY_HANDED_OVER.set(true);
     }
