@@ -113,6 +113,8 @@ fn take_handed_over(handed: &mut Handed, connection_ended: bool, cx: &Context<'_
             tokio::spawn(stream);
         }
     } else {
+        // h2 usually wakes the task already when new streams arrive; this
+        // does not depend on it.
         cx.waker().wake_by_ref();
     }
 }

@@ -100,3 +100,62 @@ async fn with_h2c_off_only_http1_is_served() {
         .unwrap();
     assert!(!h2.is_empty() && !h2.starts_with("HTTP/1.1"), "{h2:?}");
 }
+
+/// Streams run in their connection's task (`src/executor.rs`): a burst of
+/// them on one connection is answered in full, and so are streams still
+/// waiting (an `Async` handler) when the server shuts down. A stream left
+/// waiting for a poll that never comes would hang here until the timeout.
+#[tokio::test]
+async fn bursts_of_streams_on_one_connection_are_answered_through_shutdown() {
+    use http_body_util::BodyExt;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use pulse::server::ShutdownRequest;
+    use std::time::Duration;
+
+    let mut app = spawn_app(crate::helpers::test_config()).await;
+    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(connection);
+    type Answer = tokio::task::JoinHandle<Result<(u16, hyper::body::Bytes), hyper::Error>>;
+    async fn answered(answers: Vec<Answer>, expected: &'static str) {
+        for answer in answers {
+            let (status, body) = tokio::time::timeout(Duration::from_secs(10), answer)
+                .await
+                .expect("a stream was never answered")
+                .unwrap()
+                .expect("the stream failed");
+            assert_eq!((status, body), (200, hyper::body::Bytes::from(expected)));
+        }
+    }
+
+    let burst = |path: &'static str, count: usize| -> Vec<Answer> {
+        (0..count)
+            .map(|_| {
+                let request = request("GET", app.addr, path)
+                    .uri(format!("http://{}{path}", app.addr))
+                    .version(Version::HTTP_2)
+                    .body(Empty::<hyper::body::Bytes>::new())
+                    .unwrap();
+                let mut sender = sender.clone();
+                tokio::spawn(async move {
+                    let response = sender.send_request(request).await?;
+                    let status = response.status().as_u16();
+                    let body = response.into_body().collect().await?.to_bytes();
+                    Ok::<_, hyper::Error>((status, body))
+                })
+            })
+            .collect()
+    };
+    answered(burst("/", 30), "Hello, DevOps!").await;
+    let waiting = burst("/delay/300", 10);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.shutdown(ShutdownRequest::Terminate);
+    answered(waiting, r#"{"delayed_ms":300}"#).await;
+    tokio::time::timeout(Duration::from_secs(5), app.server)
+        .await
+        .expect("the server did not stop")
+        .unwrap();
+}
