@@ -348,12 +348,7 @@ async fn post_webhook(addr: std::net::SocketAddr, payload: String) -> u16 {
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(hyper::body::Bytes::from(payload)))
         .unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .unwrap();
-    tokio::spawn(connection);
+    let (mut sender, _connection) = crate::helpers::http1_connection(addr).await;
     sender
         .send_request(request)
         .await

@@ -80,26 +80,49 @@ impl Answer {
     }
 }
 
+/// A new h2 (prior knowledge) client connection to `addr`. A task of its
+/// own drives the connection until either side closes it; the handle
+/// returned ends then.
+pub async fn h2_connection<B>(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http2::SendRequest<B>, JoinHandle<()>)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+    let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .expect("h2 handshake");
+    (sender, tokio::spawn(async move { drop(connection.await) }))
+}
+
+/// A new HTTP/1.1 client connection to `addr`, driven like [`h2_connection`].
+pub async fn http1_connection<B>(
+    addr: SocketAddr,
+) -> (hyper::client::conn::http1::SendRequest<B>, JoinHandle<()>)
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+    let (sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("http1 handshake");
+    (sender, tokio::spawn(async move { drop(connection.await) }))
+}
+
 /// Sends one request on a new HTTP/1.1 or h2 (prior knowledge) connection.
 pub async fn send<B>(addr: SocketAddr, request: Request<B>) -> Answer
 where
     B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let stream = TcpStream::connect(addr).await.expect("connect");
-    let io = TokioIo::new(stream);
     let response = if request.version() == Version::HTTP_2 {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .expect("h2 handshake");
-        tokio::spawn(connection);
+        let (mut sender, _connection) = h2_connection(addr).await;
         sender.send_request(request).await.expect("h2 request")
     } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .expect("http1 handshake");
-        tokio::spawn(connection);
+        let (mut sender, _connection) = http1_connection(addr).await;
         sender.send_request(request).await.expect("http1 request")
     };
     let (parts, body) = response.into_parts();

@@ -108,17 +108,11 @@ async fn with_h2c_off_only_http1_is_served() {
 #[tokio::test]
 async fn bursts_of_streams_on_one_connection_are_answered_through_shutdown() {
     use http_body_util::BodyExt;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use pulse::server::ShutdownRequest;
     use std::time::Duration;
 
     let mut app = spawn_app(crate::helpers::test_config()).await;
-    let stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .expect("h2 handshake");
-    tokio::spawn(connection);
+    let (sender, _connection) = crate::helpers::h2_connection(app.addr).await;
     type Answer = tokio::task::JoinHandle<Result<(u16, hyper::body::Bytes), hyper::Error>>;
     async fn answered(answers: Vec<Answer>, expected: &'static str) {
         for answer in answers {

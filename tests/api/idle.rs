@@ -10,12 +10,10 @@ use std::time::{Duration, Instant};
 use http_body_util::Empty;
 use hyper::Version;
 use hyper::body::Bytes;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use pulse::Config;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use crate::helpers::{get, request, spawn_app, test_config};
+use crate::helpers::{get, h2_connection, http1_connection, request, spawn_app, test_config};
 
 const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 const SLOTS: usize = 4;
@@ -29,20 +27,13 @@ struct Idler {
 }
 
 async fn idle_client(addr: std::net::SocketAddr, version: Version) -> Idler {
-    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
     let request = request("GET", addr, "/")
         .uri(format!("http://{addr}/"))
         .version(version)
         .body(Empty::<Bytes>::new())
         .unwrap();
     if version == Version::HTTP_2 {
-        let (mut sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .expect("h2 handshake");
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let (mut sender, connection) = h2_connection(addr).await;
         let response = sender.send_request(request).await.expect("h2 request");
         assert_eq!(response.status(), 200);
         Idler {
@@ -50,12 +41,7 @@ async fn idle_client(addr: std::net::SocketAddr, version: Version) -> Idler {
             connection,
         }
     } else {
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .expect("http1 handshake");
-        let connection = tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let (mut sender, connection) = http1_connection(addr).await;
         let response = sender.send_request(request).await.expect("http1 request");
         assert_eq!(response.status(), 200);
         Idler {
