@@ -15,7 +15,8 @@
 #
 # CPU per request is compared in pairs served at the same time: pulse and
 # its reference share CPU 0, each under its own load generator, and the
-# ratio is of the CPU time each used per request. This machine is shared
+# ratio is of the CPU time each used per request (h2c also with both load
+# generators held to one request rate: h2c_rate). This machine is shared
 # and its speed drifts by 20% within minutes, so servers measured one after
 # the other gave ratios from 0.96x to 1.45x for one pair of builds; served
 # together, the same two builds of bare_auto give 1.00x +- 0.01. Requests
@@ -23,7 +24,7 @@
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
-#   12 minutes with the build and the callgrind counts). A run's ratio is the
+#   13 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds.
 # Writes docs/bench.json, and from it (scripts/bench/chart.py) renders
 # docs/bench.svg and rewrites the README's table of ratios. Not part of
@@ -113,6 +114,7 @@ def micros(value):
     return float(number) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 requests = int(re.search(r"(\d+) requests in", text).group(1))
 print(json.dumps({
+    "requests": requests,
     "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
     "cpu_us": cpu_ns / 1000 / requests,
     "faults_per_request": faults / requests,
@@ -154,6 +156,7 @@ requests = int(done.group(2))
 times = sorted(int(line.split()[2]) for line in open(log) if line.strip())
 quantiles = statistics.quantiles(times, n=100)
 print(json.dumps({
+    "requests": requests,
     "rps": float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text).group(1)),
     "cpu_us": cpu_ns / 1000 / requests,
     "faults_per_request": faults / requests,
@@ -164,14 +167,16 @@ PY
 }
 
 # load WORKLOAD NAME: one measurement of NAME: http1_32, http1_64, h2c,
-# h2c_headers (h2c with a browser's request headers) or metrics (GET
-# /metrics, 8 connections).
+# h2c_headers (h2c with a browser's request headers), h2c_rate (h2c with
+# each of h2load's 16 clients held to $h2c_rate_per_client requests per
+# second) or metrics (GET /metrics, 8 connections).
 load() {
   case "$1" in
     http1_32) wrk_run "$2" 32 / ;;
     http1_64) wrk_run "$2" 64 / ;;
     h2c) h2_run "$2" ;;
     h2c_headers) h2_run "$2" "${browser_headers[@]}" ;;
+    h2c_rate) h2_run "$2" --rps="$h2c_rate_per_client" ;;
     metrics) wrk_run "$2" 8 /metrics ;;
     *) die "unknown workload $1" ;;
   esac
@@ -191,9 +196,26 @@ pair() {
 import json, sys
 reference, server = (json.load(open(path)) for path in sys.argv[1:3])
 print(json.dumps({"reference": sys.argv[3], "reference_cpu_us": reference["cpu_us"],
-                  "cpu_us": server["cpu_us"], "ratio": server["cpu_us"] / reference["cpu_us"]}))
+                  "cpu_us": server["cpu_us"], "ratio": server["cpu_us"] / reference["cpu_us"],
+                  "requests": [reference["requests"], server["requests"]]}))
 PY
 }
+
+# h2c_rate PAIRED_JSONL: requests per second per client for the h2c_rate
+# pair: half what the slower server of the last saturated h2c pair served,
+# over h2load's 16 clients (at 80%, pulse fell up to 14% behind in some
+# rounds). Saturated, each server runs as fast as it and its load generator
+# can, and the two settle at different rates, so at different burst sizes,
+# which move the CPU per request; held to one rate below both, they do the
+# same work.
+h2c_rate() {
+  python3 - "$1" "$duration" <<'PY'
+import json, sys
+last = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+print(max(1, int(0.5 * min(last["requests"]) / float(sys.argv[2]) / 16)))
+PY
+}
+h2c_rate_per_client=""
 
 sink_port="$(free_port)"
 PORT="$sink_port" taskset -c 1 "$out/examples/otlp_sink" >/dev/null 2>&1 &
@@ -213,7 +235,7 @@ sleep 0.3
 # and bare_auto against bare_hyper: what protocol detection alone costs.
 pairs=(
   "http1_32 bare_auto pulse" "http1_64 bare_auto pulse" "h2c bare_auto pulse"
-  "h2c_headers bare_auto pulse"
+  "h2c_rate bare_auto pulse" "h2c_headers bare_auto pulse"
   "http1_32 bare_hyper pulse_http1" "http1_64 bare_hyper pulse_http1"
   "http1_32 bare_auto pulse_export" "h2c bare_auto pulse_export"
   "http1_32 bare_hyper bare_auto" "http1_64 bare_hyper bare_auto"
@@ -226,6 +248,10 @@ for run in $(seq 1 "$runs"); do
       read -r workload reference server <<<"$entry"
       pair "$workload" "$reference" "$server" >>"$work/paired_${workload}_$server.jsonl"
       info "round $round, $server against $reference, $workload: $(tail -n 1 "$work/paired_${workload}_$server.jsonl")"
+      if [ "$workload $reference $server" = "h2c bare_auto pulse" ]; then
+        h2c_rate_per_client=$(h2c_rate "$work/paired_h2c_pulse.jsonl")
+        info "h2c_rate: each server's 16 clients held to $h2c_rate_per_client requests/s each"
+      fi
     done
   done
   for workload in http1_32 http1_64 h2c; do
@@ -250,6 +276,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[2], "paired_*.jsonl"))):
         "reference": rounds[0]["reference"],
         "ratio": statistics.median(r["ratio"] for r in rounds),
         "rounds": [round(r["ratio"], 3) for r in rounds],
+        "requests": [r["requests"] for r in rounds],
     }
 print(json.dumps(run))
 PY
