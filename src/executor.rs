@@ -88,13 +88,33 @@ pub fn poll_connection<C: Future + ?Sized>(
     if !handed.0.is_empty() {
         run_handed(handed);
     }
-    COLLECTING.set(true);
-    let poll = connection.as_mut().poll(cx);
-    COLLECTING.set(false);
+    let poll = {
+        let _collecting = Collecting::start();
+        connection.as_mut().poll(cx)
+    };
     if ANY_HANDED_OVER.replace(false) {
         take_handed_over(handed, poll.is_ready(), cx);
     }
     poll
+}
+
+/// Marks this thread as polling a connection until dropped, also when the
+/// poll panics: tokio catches a task's panic and the thread goes on, and a
+/// flag left set would keep every later stream handed over outside a
+/// connection's poll waiting for one that may never come.
+struct Collecting;
+
+impl Collecting {
+    fn start() -> Collecting {
+        COLLECTING.set(true);
+        Collecting
+    }
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        COLLECTING.set(false);
+    }
 }
 
 /// Moves the streams handed over during this poll to `handed`, to be
@@ -259,6 +279,32 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), finished)
             .await
             .expect("the stream's task never finished")
+            .expect("the stream was dropped instead of run");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_poll_leaves_later_streams_to_run_as_tasks() {
+        struct Panicking;
+        impl Future for Panicking {
+            type Output = ();
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+                panic!("connection poll")
+            }
+        }
+        let mut handed = Handed::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            poll_connection(Pin::new(&mut Panicking), &mut handed, &mut cx)
+        }));
+        assert!(panicked.is_err());
+
+        let (done, finished) = oneshot::channel::<()>();
+        Streams.execute(async move {
+            let _ = done.send(());
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(5), finished)
+            .await
+            .expect("the stream waited for a connection's poll")
             .expect("the stream was dropped instead of run");
     }
 
