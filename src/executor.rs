@@ -297,26 +297,24 @@ mod tests {
             poll_connection(Pin::new(&mut Panicking), &mut handed, &mut cx)
         }));
         assert!(panicked.is_err());
-
-        let (done, finished) = oneshot::channel::<()>();
-        Streams.execute(async move {
-            let _ = done.send(());
-        });
-        tokio::time::timeout(std::time::Duration::from_secs(5), finished)
-            .await
-            .expect("the stream waited for a connection's poll")
-            .expect("the stream was dropped instead of run");
+        a_stream_handed_over_now_runs_to_the_end().await;
     }
 
     #[tokio::test]
     async fn outside_a_connections_poll_a_stream_is_a_task_at_once() {
+        a_stream_handed_over_now_runs_to_the_end().await;
+    }
+
+    /// Hands a stream over, outside any connection's poll, and waits for it
+    /// to finish.
+    async fn a_stream_handed_over_now_runs_to_the_end() {
         let (done, finished) = oneshot::channel::<()>();
         Streams.execute(async move {
             let _ = done.send(());
         });
         tokio::time::timeout(std::time::Duration::from_secs(5), finished)
             .await
-            .expect("the stream's task never finished")
+            .expect("the stream never finished: it waits for a connection's poll")
             .expect("the stream was dropped instead of run");
     }
 }
