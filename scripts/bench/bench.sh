@@ -6,6 +6,10 @@
 #               against it
 #   bare_hyper  an HTTP/1-only loop: the physical limit; pulse's ratio to it
 #               also pays for protocol detection
+# and a third, over HTTP/1.1 only, which the goal is named after:
+#   counted_auto  bare_auto with Prometheus counters and a text access log,
+#               written the plain way; measured against bare_auto (what the
+#               goal's 1.10x assumes it costs) and pulse against it
 # Every server is a release musl build pinned to CPU 0; the load generator
 # (wrk for HTTP/1.1, h2load for h2c) is pinned to CPU 1. pulse runs as
 # shipped: metrics, the JSON access log (to /dev/null, so the disk is not
@@ -24,7 +28,7 @@
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
-#   13 minutes with the build and the callgrind counts). A run's ratio is the
+#   17 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds.
 # Writes docs/bench.json, and from it (scripts/bench/chart.py) renders
 # docs/bench.svg and rewrites the README's table of ratios. Not part of
@@ -47,7 +51,7 @@ apt_install wrk nghttp2-client curl util-linux
 step "building release binaries for $MUSL_TARGET"
 rust_target "$MUSL_TARGET"
 cargo build --locked --release --target "$MUSL_TARGET" --bin pulse \
-  --example bare_hyper --example bare_auto --example cold_start --example otlp_sink \
+  --example bare_hyper --example bare_auto --example counted_auto --example cold_start --example otlp_sink \
   --example observe_threads
 out="target/$MUSL_TARGET/release"
 results_dir="docs"
@@ -224,30 +228,37 @@ wait_http "http://127.0.0.1:$sink_port/" 10 || die "otlp_sink did not start"
 export_env=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_TRACES_SAMPLER=always_on)
 
 : >"$work/runs.jsonl"
-step "starting bare_hyper, bare_auto, pulse, pulse_http1 (PULSE_H2C=false), pulse_export, all on CPU 0"
+step "starting bare_hyper, bare_auto, counted_auto, pulse, pulse_http1 (PULSE_H2C=false), pulse_export, all on CPU 0"
 start bare_hyper "$out/examples/bare_hyper"
 start bare_auto "$out/examples/bare_auto"
+start counted_auto "$out/examples/counted_auto"
 start pulse "$out/pulse"
 start pulse_http1 "$out/pulse" PULSE_H2C=false
 start pulse_export "$out/pulse" "${export_env[@]}"
 sleep 0.3
 # The pairs: each pulse against its reference, on every workload it serves,
-# and bare_auto against bare_hyper: what protocol detection alone costs.
+# bare_auto against bare_hyper: what protocol detection alone costs, and
+# counted_auto against bare_auto and pulse against counted_auto. A pair's
+# results are kept as WORKLOAD_SERVER, or under the fourth word if given.
 pairs=(
   "http1_32 bare_auto pulse" "http1_64 bare_auto pulse" "h2c bare_auto pulse"
   "h2c_rate bare_auto pulse" "h2c_headers bare_auto pulse"
   "http1_32 bare_hyper pulse_http1" "http1_64 bare_hyper pulse_http1"
   "http1_32 bare_auto pulse_export" "h2c bare_auto pulse_export"
   "http1_32 bare_hyper bare_auto" "http1_64 bare_hyper bare_auto"
+  "http1_32 bare_auto counted_auto" "http1_64 bare_auto counted_auto"
+  "http1_32 counted_auto pulse http1_32_pulse_to_counted_auto"
+  "http1_64 counted_auto pulse http1_64_pulse_to_counted_auto"
 )
 for run in $(seq 1 "$runs"); do
   step "run $run of $runs: $rounds rounds of ${#pairs[@]} pairs served at once, then each server alone, ${duration}s each"
   rm -f "$work"/paired_*.jsonl "$work"/alone_*.json
   for round in $(seq 1 "$rounds"); do
     for entry in "${pairs[@]}"; do
-      read -r workload reference server <<<"$entry"
-      pair "$workload" "$reference" "$server" >>"$work/paired_${workload}_$server.jsonl"
-      info "round $round, $server against $reference, $workload: $(tail -n 1 "$work/paired_${workload}_$server.jsonl")"
+      read -r workload reference server key <<<"$entry"
+      key="${key:-${workload}_$server}"
+      pair "$workload" "$reference" "$server" >>"$work/paired_$key.jsonl"
+      info "round $round, $server against $reference, $workload: $(tail -n 1 "$work/paired_$key.jsonl")"
       if [ "$workload $reference $server" = "h2c bare_auto pulse" ]; then
         h2c_rate_per_client=$(h2c_rate "$work/paired_h2c_pulse.jsonl")
         info "h2c_rate: each server's 16 clients held to $h2c_rate_per_client requests/s each"
@@ -281,7 +292,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[2], "paired_*.jsonl"))):
 print(json.dumps(run))
 PY
 done
-for server in bare_hyper pulse_http1 pulse_export; do stop "$server"; done
+for server in bare_hyper counted_auto pulse_http1 pulse_export; do stop "$server"; done
 kill "$sink_pid"
 wait "$sink_pid" 2>/dev/null || true
 sink_pid=""

@@ -82,6 +82,10 @@ def report(results):
             http1_only = paired(run, group, "pulse_http1")
             if http1_only:
                 lines.append(f"run {run['run']} {label}: PULSE_H2C=false {http1_only:.2f}x bare HTTP/1 hyper")
+            yardstick = paired(run, group, "pulse_to_counted_auto")
+            if yardstick and paired(run, group, "counted_auto"):
+                lines.append(f"run {run['run']} {label}: {yardstick:.2f}x counters + text log "
+                             f"(counted_auto, itself {paired(run, group, 'counted_auto'):.2f}x bare auto::Builder)")
             export = paired(run, group, "pulse_export")
             if export:
                 lines.append(f"run {run['run']} {label}: span export at 100% {export:.2f}x bare auto::Builder")
@@ -167,6 +171,14 @@ def table(results):
                       for run in runs]))
     cells, _ = ratios(["http1_32_bare_auto", "http1_64_bare_auto"], 2)
     lines.append(row("protocol detection: `bare_auto` to `bare_hyper`, 32 / 64 conn.", cells))
+    yardstick = ["http1_32_counted_auto", "http1_64_counted_auto"]
+    against_yardstick = ["http1_32_pulse_to_counted_auto", "http1_64_pulse_to_counted_auto"]
+    if all(key in run["paired"] for run in runs for key in yardstick + against_yardstick):
+        cells, _ = ratios(yardstick, 3)
+        lines.append(row("the goal's yardstick: `counted_auto` (counters, text access log) to `bare_auto`, "
+                         "32 / 64 conn.", cells, "(what the goal's 1.10x assumes)"))
+        cells, _ = ratios(against_yardstick, 3)
+        lines.append(row("pulse to `counted_auto`, HTTP/1.1, 32 / 64 conn.", cells))
     cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
     lines.append(row("`PULSE_H2C=false`, HTTP/1.1, 32 / 64 conn., to `bare_hyper`", cells,
                      f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)}"))
