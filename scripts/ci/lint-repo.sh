@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Hygiene: shellcheck (scripts), hadolint (Containerfiles), actionlint and
 # zizmor (workflows), yamllint (compose, monitoring, deploy, workflows), and
-# the repo's own rules for compose.yaml and the build context, and that the
-# benchmark chart and the README's table agree with docs/bench.json. Zero
-# findings.
+# the repo's own rules: for compose.yaml and the build context, that every
+# relative Markdown link resolves, and that the benchmark chart and the
+# README's table agree with docs/bench.json. Zero findings.
 #
 # Usage: scripts/ci/lint-repo.sh
 set -euo pipefail
@@ -72,6 +72,29 @@ for path in .git target dist fuzz/corpus; do
   grep -qx "$path" .containerignore || die ".containerignore does not exclude $path"
 done
 info "both exclude .git, target, dist and fuzz/corpus"
+
+step "Markdown links to files in the repository resolve"
+python3 - <<'PY'
+import os, re, subprocess, sys
+files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "*.md"], capture_output=True, text=True, check=True).stdout.split()
+checked, broken = 0, []
+for name in files:
+    text = open(name, encoding="utf-8").read()
+    # Fenced code is not prose: a link-like string there is an example.
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        path = os.path.normpath(os.path.join(os.path.dirname(name), target.split("#")[0]))
+        checked += 1
+        if not os.path.exists(path):
+            broken.append(f"{name}: ({target})")
+if broken:
+    sys.exit("links to files that do not exist:\n  " + "\n  ".join(broken))
+if checked == 0:
+    sys.exit("no relative links found: the check read nothing")
+print(f"    {checked} relative links in {len(files)} Markdown files, each to a file that exists")
+PY
 
 step "docs/bench.svg and the README's benchmark table agree with docs/bench.json"
 python3 scripts/bench/chart.py --check docs/bench.json docs/bench.svg README.md
