@@ -160,11 +160,11 @@ def table(results):
         # Both served their clients' rate in full when their request counts agree.
         behind = [run["run"] for run in runs
                   if any(abs(a - b) > 0.02 * max(a, b) for a, b in run["paired"]["h2c_rate_pulse"]["requests"])]
-        lines.append(row("the same, both held to one request rate (`h2load --rps`, below)", cells,
+        lines.append(row("the same, both held to one request rate (`h2load --rps`)", cells,
                          "(the goal's figure is the row above)" + (
                              f"; a server fell behind the rate in run {', '.join(map(str, behind))}" if behind else "")))
     cells, _ = ratios(["h2c_headers_pulse"], 2)
-    lines.append(row("the same, saturated, with a browser's request headers (below)", cells,
+    lines.append(row("the same, saturated, with a browser's request headers", cells,
                      "(the goal's figure is the first h2c row)"))
     lines.append(row("page faults per h2c request, pulse / `bare_auto` (each alone)",
                      [f"{run['h2c_pulse']['faults_per_request']:.2f} / {run['h2c_bare_auto']['faults_per_request']:.2f}"
@@ -185,7 +185,7 @@ def table(results):
     cells, _ = ratios(["http1_32_pulse_export", "h2c_pulse_export"], 2)
     lines.append(row("span export on (100%), HTTP/1.1 c=32 / h2c, to `bare_auto`", cells))
     instructions = results["instructions_per_request"]
-    lines.append(row("user-space instructions per `GET /`, callgrind, pulse / `bare_auto` (below)",
+    lines.append(row("user-space instructions per `GET /`, callgrind, pulse / `bare_auto`",
                      once(f"{instructions['pulse']:,} / {instructions['bare_auto']:,}")))
     scrapes = [run["metrics"]["rps"] for run in runs]
     lines.append(row("`GET /metrics` scrapes per second, one core (wrk, 8 conn.)", [f"{v:,.0f}" for v in scrapes],
