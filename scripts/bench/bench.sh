@@ -133,7 +133,7 @@ PY
 # size of the header map h2 decodes it into, and whether a server's response
 # map falls in the same size class of musl's allocator: with these,
 # bare_auto's CPU per h2c request went from about 6 to about 10 us and
-# pulse's stayed near 9 (README, Performance).
+# pulse's stayed near 9 (docs/performance.md, h2c).
 browser_headers=(
   -H "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
   -H "accept-language: en-US,en;q=0.5" -H "accept-encoding: gzip, deflate, br"
