@@ -19,12 +19,13 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
-use tokio::net::TcpListener;
 
 struct Counters {
     requests: IntCounterVec,
     duration: Histogram,
 }
+
+mod support;
 
 fn main() -> std::io::Result<()> {
     // `2026-11-27T15:06:01.123Z`-style timestamps need a date library; the
@@ -64,12 +65,7 @@ fn main() -> std::io::Result<()> {
 }
 
 async fn serve(counters: &'static Counters) -> std::io::Result<()> {
-    let port: u16 = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(8083);
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let listener = support::listen(8083).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
