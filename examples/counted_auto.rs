@@ -20,12 +20,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, Opts};
 
+mod support;
+
 struct Counters {
     requests: IntCounterVec,
     duration: Histogram,
 }
-
-mod support;
 
 fn main() -> std::io::Result<()> {
     // `2026-11-27T15:06:01.123Z`-style timestamps need a date library; the
