@@ -6,10 +6,11 @@
 #               against it
 #   bare_hyper  an HTTP/1-only loop: the physical limit; pulse's ratio to it
 #               also pays for protocol detection
-# and a third, over HTTP/1.1 only, which the goal is named after:
+# and a third, which the goal is named after:
 #   counted_auto  bare_auto with Prometheus counters and a text access log,
 #               written the plain way; measured against bare_auto (what the
-#               goal's 1.10x assumes it costs) and pulse against it
+#               goal's 1.10x assumes it costs) and pulse against it, over
+#               HTTP/1.1 and h2c
 # Every server is a release musl build pinned to CPU 0; the load generator
 # (wrk for HTTP/1.1, h2load for h2c) is pinned to CPU 1. pulse runs as
 # shipped: metrics, the JSON access log (to /dev/null, so the disk is not
@@ -28,7 +29,7 @@
 #
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
-#   17 minutes with the build and the callgrind counts). A run's ratio is the
+#   20 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds.
 # Writes docs/bench.json, and from it (scripts/bench/chart.py) renders
 # docs/bench.svg and rewrites the README's table of ratios. Not part of
@@ -249,6 +250,8 @@ pairs=(
   "http1_32 bare_auto counted_auto" "http1_64 bare_auto counted_auto"
   "http1_32 counted_auto pulse http1_32_pulse_to_counted_auto"
   "http1_64 counted_auto pulse http1_64_pulse_to_counted_auto"
+  "h2c bare_auto counted_auto" "h2c counted_auto pulse h2c_pulse_to_counted_auto"
+  "h2c_rate bare_auto counted_auto" "h2c_rate counted_auto pulse h2c_rate_pulse_to_counted_auto"
 )
 for run in $(seq 1 "$runs"); do
   step "run $run of $runs: $rounds rounds of ${#pairs[@]} pairs served at once, then each server alone, ${duration}s each"

@@ -82,10 +82,11 @@ def report(results):
             http1_only = paired(run, group, "pulse_http1")
             if http1_only:
                 lines.append(f"run {run['run']} {label}: PULSE_H2C=false {http1_only:.2f}x bare HTTP/1 hyper")
-            yardstick = paired(run, group, "pulse_to_counted_auto")
-            if yardstick and paired(run, group, "counted_auto"):
-                lines.append(f"run {run['run']} {label}: {yardstick:.2f}x counters + text log "
-                             f"(counted_auto, itself {paired(run, group, 'counted_auto'):.2f}x bare auto::Builder)")
+            yardstick = paired(run, group, "counted_auto")
+            to_yardstick = paired(run, group, "pulse_to_counted_auto")
+            if yardstick and to_yardstick:
+                lines.append(f"run {run['run']} {label}: {to_yardstick:.2f}x counters + text log "
+                             f"(counted_auto, itself {yardstick:.2f}x bare auto::Builder)")
             export = paired(run, group, "pulse_export")
             if export:
                 lines.append(f"run {run['run']} {label}: span export at 100% {export:.2f}x bare auto::Builder")
@@ -179,6 +180,13 @@ def table(results):
                          "32 / 64 conn.", cells, "(what the goal's 1.10x assumes)"))
         cells, _ = ratios(against_yardstick, 3)
         lines.append(row("pulse to `counted_auto`, HTTP/1.1, 32 / 64 conn.", cells))
+    yardstick = ["h2c_counted_auto", "h2c_rate_counted_auto"]
+    against_yardstick = ["h2c_pulse_to_counted_auto", "h2c_rate_pulse_to_counted_auto"]
+    if all(key in run["paired"] for run in runs for key in yardstick + against_yardstick):
+        cells, _ = ratios(yardstick, 2)
+        lines.append(row("the yardstick over h2c: `counted_auto` to `bare_auto`, saturated / one rate", cells))
+        cells, _ = ratios(against_yardstick, 2)
+        lines.append(row("pulse to `counted_auto`, h2c, saturated / one rate", cells))
     cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
     lines.append(row("`PULSE_H2C=false`, HTTP/1.1, 32 / 64 conn., to `bare_hyper`", cells,
                      f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)}"))
