@@ -172,21 +172,23 @@ def table(results):
                       for run in runs]))
     cells, _ = ratios(["http1_32_bare_auto", "http1_64_bare_auto"], 2)
     lines.append(row("protocol detection: `bare_auto` to `bare_hyper`, 32 / 64 conn.", cells))
-    yardstick = ["http1_32_counted_auto", "http1_64_counted_auto"]
-    against_yardstick = ["http1_32_pulse_to_counted_auto", "http1_64_pulse_to_counted_auto"]
-    if all(key in run["paired"] for run in runs for key in yardstick + against_yardstick):
-        cells, _ = ratios(yardstick, 3)
-        lines.append(row("the goal's yardstick: `counted_auto` (counters, text access log) to `bare_auto`, "
-                         "32 / 64 conn.", cells, "(what the goal's 1.10x assumes)"))
-        cells, _ = ratios(against_yardstick, 3)
-        lines.append(row("pulse to `counted_auto`, HTTP/1.1, 32 / 64 conn.", cells))
-    yardstick = ["h2c_counted_auto", "h2c_rate_counted_auto"]
-    against_yardstick = ["h2c_pulse_to_counted_auto", "h2c_rate_pulse_to_counted_auto"]
-    if all(key in run["paired"] for run in runs for key in yardstick + against_yardstick):
-        cells, _ = ratios(yardstick, 2)
-        lines.append(row("the yardstick over h2c: `counted_auto` to `bare_auto`, saturated / one rate", cells))
-        cells, _ = ratios(against_yardstick, 2)
-        lines.append(row("pulse to `counted_auto`, h2c, saturated / one rate", cells))
+    # The goal's yardstick, counted_auto, against bare_auto and pulse against
+    # it: rows only for invocations that measured them.
+    for groups, digits, yardstick_label, against_label, note in [
+        (["http1_32", "http1_64"], 3,
+         "the goal's yardstick: `counted_auto` (counters, text access log) to `bare_auto`, 32 / 64 conn.",
+         "pulse to `counted_auto`, HTTP/1.1, 32 / 64 conn.", "(what the goal's 1.10x assumes)"),
+        (["h2c", "h2c_rate"], 2,
+         "the yardstick over h2c: `counted_auto` to `bare_auto`, saturated / one rate",
+         "pulse to `counted_auto`, h2c, saturated / one rate", ""),
+    ]:
+        yardstick = [f"{group}_counted_auto" for group in groups]
+        against_yardstick = [f"{group}_pulse_to_counted_auto" for group in groups]
+        if all(key in run["paired"] for run in runs for key in yardstick + against_yardstick):
+            cells, _ = ratios(yardstick, digits)
+            lines.append(row(yardstick_label, cells, note))
+            cells, _ = ratios(against_yardstick, digits)
+            lines.append(row(against_label, cells))
     cells, values = ratios(["http1_32_pulse_http1", "http1_64_pulse_http1"], 3)
     lines.append(row("`PULSE_H2C=false`, HTTP/1.1, 32 / 64 conn., to `bare_hyper`", cells,
                      f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)}"))
