@@ -306,6 +306,14 @@ impl App {
         if let Some(tracestate) = &tracestate {
             headers.insert(TRACESTATE, tracestate.clone());
         }
+        // Before HEAD drops the body: its answer keeps GET's length.
+        if version == Version::HTTP_2 {
+            if let Some(length) = hyper::body::Body::size_hint(response.body()).exact() {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, http2_content_length(length));
+            }
+        }
 
         if verb == Verb::Head {
             response = without_body(response);
@@ -568,6 +576,29 @@ fn recycle_headers(mut headers: HeaderMap) -> Option<HeaderMap> {
 pub const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
+/// The `content-length` of an HTTP/2 answer of `length` bytes. Left to
+/// hyper, each answer's is a new `HeaderValue`: two allocations and two
+/// frees per response, in size classes that musl's malloc maps and unmaps
+/// as streams come and go. (Over HTTP/1 hyper writes the length straight
+/// into the response head, which costs less than a header in the map.)
+/// This thread keeps the last value it made: a route's answers are mostly
+/// of one length, and a clone only counts a reference. Measured with
+/// h2load, both builds served together: 0.94x to 1.01x the CPU per h2c
+/// request (median 0.96x).
+fn http2_content_length(length: u64) -> HeaderValue {
+    thread_local! {
+        static LAST: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
+    LAST.with_borrow_mut(|(last_length, value)| {
+        if *last_length != length {
+            *last_length = length;
+            *value = HeaderValue::from(length);
+        }
+        value.clone()
+    })
+}
+
 /// Room for the headers of a response: pulse's five and those hyper adds
 /// over HTTP/2 (`content-length`, `date`).
 const RESPONSE_HEADERS: usize = 8;
@@ -614,7 +645,8 @@ pub(crate) fn without_body(response: Response<Body>) -> Response<Body> {
     if let Some(length) = hyper::body::Body::size_hint(&body).exact() {
         parts
             .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            .entry(header::CONTENT_LENGTH)
+            .or_insert_with(|| HeaderValue::from(length));
     }
     Response::from_parts(parts, Body::default())
 }

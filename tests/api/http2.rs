@@ -26,6 +26,24 @@ async fn h2_prior_knowledge_serves_the_same_routes() {
     assert_eq!((head.status(), head.body.as_str()), (200, ""));
     assert!(head.header("content-length").is_some());
 
+    // pulse sets `content-length` over HTTP/2 itself, reusing the last value
+    // it made: answers of different lengths in turn must each carry theirs.
+    for path in ["/", "/version", "/", "/livez", "/nope", "/livez"] {
+        let got = send(app.addr, h2("GET", path)).await;
+        let length = got.body.len().to_string();
+        assert_eq!(
+            got.header("content-length"),
+            Some(length.as_str()),
+            "{path}"
+        );
+        let head = send(app.addr, h2("HEAD", path)).await;
+        assert_eq!(
+            head.header("content-length"),
+            Some(length.as_str()),
+            "HEAD {path}"
+        );
+    }
+
     let missing = send(app.addr, h2("GET", "/nope")).await;
     assert_eq!(missing.status(), 404);
     let wrong = send(app.addr, h2("POST", "/readyz")).await;
