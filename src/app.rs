@@ -582,9 +582,9 @@ pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/
 /// as streams come and go. (Over HTTP/1 hyper writes the length straight
 /// into the response head, which costs less than a header in the map.)
 /// This thread keeps the last value it made: a route's answers are mostly
-/// of one length, and a clone only counts a reference. Measured with
-/// h2load, both builds served together: 0.94x to 1.01x the CPU per h2c
-/// request (median 0.96x).
+/// of one length, and a clone only counts a reference. callgrind: 30,827
+/// -> 30,148 user-space instructions per h2c request; with h2load, both
+/// builds served together, 0.96x to 1.00x the CPU per h2c request.
 fn http2_content_length(length: u64) -> HeaderValue {
     thread_local! {
         static LAST: RefCell<(u64, HeaderValue)> =

@@ -170,11 +170,12 @@ fn run_handed(handed: &mut Handed) {
 /// So this allocates [`PINNED_RESPONSE_MAPS`] of them at once, which makes
 /// musl map runs for them, and keeps every eighth: each run then holds one
 /// block that is never freed, and the others are free for answers. musl
-/// hands out a new run's blocks in order and its runs of this size hold at
-/// least eight, so every run keeps one. Measured with h2load (16
-/// connections x 10 streams): 0.004 page faults per h2c request instead of
-/// 0.31; served together with the build that kept 48 maps whole, 0.69x to
-/// 0.91x the CPU per h2c request saturated, 0.83x to 0.91x at 1,500
+/// hands out a new run's blocks in order; keeping every 24th measured the
+/// same, so its runs of this size hold more than eight, and every eighth
+/// leaves a margin. Measured with h2load (16 connections x 10 streams):
+/// 0.002 to 0.004 page faults per h2c request instead of 0.31; served
+/// together with the build that kept 48 maps whole, 0.66x to 0.77x the CPU
+/// per h2c request saturated, 0.85x to 0.92x with each client held to 1,500
 /// requests per second. Runs for more answers in flight than that are
 /// still made and unmapped as before (32 connections x 10 streams: 0.045
 /// faults per request, against 0.41). The cost: about 340 KiB more
