@@ -599,8 +599,9 @@ fn http2_content_length(length: u64) -> HeaderValue {
     })
 }
 
-/// Room for the headers of a response: pulse's five and those hyper adds
-/// over HTTP/2 (`content-length`, `date`).
+/// Room for the headers of a response over HTTP/2: pulse's five, the
+/// `content-length` it sets there (`http2_content_length`) and hyper's
+/// `date`.
 const RESPONSE_HEADERS: usize = 8;
 
 /// A new, empty header map with room for a response's headers.
