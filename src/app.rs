@@ -67,7 +67,7 @@ impl App {
     }
 
     /// The alert log (`pulse alert-log`): the same server and settings, with
-    /// every request answered by [`alert_log::handle`] instead of the route
+    /// every request answered by `alert_log::handle` instead of the route
     /// table.
     pub fn alert_log(config: Config) -> App {
         App::build(config, true)
