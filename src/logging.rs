@@ -288,8 +288,9 @@ thread_local! {
     /// Each line is assembled here, then handed to env_logger in one write:
     /// many small writes through `core::fmt` cost more than the request.
     static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
-    /// A monotonic instant and the system clock's time at it, for [`wall_clock`].
-    static ANCHOR: Cell<Option<(Instant, SystemTime)>> = const { Cell::new(None) };
+    /// A monotonic instant and the system clock's time at it (since the
+    /// Unix epoch), for [`wall_clock`].
+    static ANCHOR: Cell<Option<(Instant, Duration)>> = const { Cell::new(None) };
     /// The `YYYY-MM-DDTHH:MM:SS` part of the timestamp, for the last second seen.
     static SECOND: Cell<(u64, [u8; 19])> = const { Cell::new((u64::MAX, [0; 19])) };
 }
@@ -316,7 +317,7 @@ pub fn write_json(out: &mut impl Write, record: &log::Record<'_>) -> io::Result<
 
 /// A text line up to its message.
 fn push_text_head(line: &mut Vec<u8>, level: log::Level, target: &str) {
-    push_timestamp(line, SystemTime::now());
+    push_timestamp(line, since_epoch(SystemTime::now()));
     line.push(b' ');
     let level = level.as_str();
     put(line, level.as_bytes());
@@ -329,7 +330,7 @@ fn push_text_head(line: &mut Vec<u8>, level: log::Level, target: &str) {
 /// A JSON line up to its message, the opening quote included.
 fn push_json_head(line: &mut Vec<u8>, level: log::Level, target: &str) {
     line.extend_from_slice(b"{\"ts\":\"");
-    push_timestamp(line, SystemTime::now());
+    push_timestamp(line, since_epoch(SystemTime::now()));
     line.extend_from_slice(b"\",\"level\":\"");
     put(line, level.as_str().as_bytes());
     line.extend_from_slice(b"\",\"target\":\"");
@@ -347,13 +348,31 @@ pub struct Access<'a> {
     pub path: &'a str,
     pub status: u16,
     pub duration_us: u64,
-    /// Visible ASCII (`request_id::is_acceptable`), as the header carries it.
-    pub request_id: &'a [u8],
+    pub request_id: LoggedId<'a>,
     /// Lowercase hex.
     pub trace_id: &'a [u8; 32],
     pub span_id: &'a [u8; 16],
     /// The peer's address; none for in-process calls, logged as `-`.
     pub remote: Option<&'a Peer>,
+}
+
+/// An access line's request id, as the response's `x-request-id` carries it.
+#[derive(Clone, Copy)]
+pub enum LoggedId<'a> {
+    /// One pulse made: lowercase hex, which needs no escaping, so the line
+    /// skips the scan for quotes and backslashes (about 100 instructions).
+    Made(&'a [u8; 32]),
+    /// The caller's: visible ASCII (`request_id::is_acceptable`).
+    Given(&'a [u8]),
+}
+
+impl<'a> LoggedId<'a> {
+    pub fn as_bytes(self) -> &'a [u8] {
+        match self {
+            LoggedId::Made(id) => id,
+            LoggedId::Given(id) => id,
+        }
+    }
 }
 
 const ACCESS_TARGET: &str = "pulse::access";
@@ -401,7 +420,7 @@ pub fn access(fields: &Access<'_>) {
 /// (visible ASCII) to two, and the rest (keys, timestamp, ids, status,
 /// duration, an address of at most 64 bytes) takes under 512.
 fn access_line_bound(fields: &Access<'_>) -> usize {
-    512 + fields.method.len() + 6 * fields.path.len() + 2 * fields.request_id.len()
+    512 + fields.method.len() + 6 * fields.path.len() + 2 * fields.request_id.as_bytes().len()
 }
 
 fn write_access(out: &mut impl Write, format: LogFormat, fields: &Access<'_>) -> io::Result<()> {
@@ -489,15 +508,13 @@ fn push_access(line: &mut Vec<u8>, json: bool, fields: &Access<'_>) {
     key!("duration_us");
     push_u64(line, fields.duration_us);
     key!("request_id");
-    // Visible ASCII: only a quote or a backslash needs escaping, and
-    // only in JSON. A scan for those two is cheaper than the general
-    // escaper on the 32 hex characters of a generated id.
-    if json && has_quote_or_backslash(fields.request_id) {
-        push_json_string(line, fields.request_id);
-    } else if let Ok(generated) = <&[u8; 32]>::try_from(fields.request_id) {
-        fixed!(line, generated);
-    } else {
-        plain!(line, fields.request_id);
+    match fields.request_id {
+        LoggedId::Made(id) => fixed!(line, id),
+        // Visible ASCII: only a quote or a backslash needs escaping, and
+        // only in JSON. A scan for those two is cheaper than the general
+        // escaper.
+        LoggedId::Given(id) if json && has_quote_or_backslash(id) => push_json_string(line, id),
+        LoggedId::Given(id) => plain!(line, id),
     }
     key!("trace_id");
     fixed!(line, fields.trace_id);
@@ -803,12 +820,14 @@ pub fn decimal(mut n: u64, digits: &mut [u8; 20]) -> &[u8] {
     &digits[start..]
 }
 
-/// The wall-clock time of `at`: the system clock as last read on this
-/// thread, plus the monotonic time since, read again once a second. An
-/// access line then costs no clock reading of its own (a read of the
-/// system clock is about 25 ns on this virtual machine); a step of the system
-/// clock shows in the log within a second.
-fn wall_clock(at: Instant) -> SystemTime {
+/// The wall-clock time of `at`, since the Unix epoch: the system clock as
+/// last read on this thread, plus the monotonic time since, read again once
+/// a second. An access line then costs no clock reading of its own (a read
+/// of the system clock is about 25 ns on this virtual machine); a step of
+/// the system clock shows in the log within a second. Kept as a `Duration`,
+/// not a `SystemTime`: the timestamp is written from one, and each
+/// conversion is a subtraction of two `timespec`s.
+fn wall_clock(at: Instant) -> Duration {
     ANCHOR.with(|anchor| {
         if let Some((instant, wall)) = anchor.get() {
             if let Some(since) = at.checked_duration_since(instant) {
@@ -817,15 +836,19 @@ fn wall_clock(at: Instant) -> SystemTime {
                 }
             }
         }
-        let wall = SystemTime::now();
+        let wall = since_epoch(SystemTime::now());
         anchor.set(Some((at, wall)));
         wall
     })
 }
 
-/// Appends `time` as RFC 3339 in UTC with milliseconds.
-pub fn push_timestamp(line: &mut Vec<u8>, time: SystemTime) {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+/// `time` since the Unix epoch; zero for a time before it.
+fn since_epoch(time: SystemTime) -> Duration {
+    time.duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+/// Appends the time `since_epoch` as RFC 3339 in UTC with milliseconds.
+pub fn push_timestamp(line: &mut Vec<u8>, since_epoch: Duration) {
     let seconds = since_epoch.as_secs();
     let (cached_second, mut prefix) = SECOND.get();
     if cached_second != seconds {
@@ -913,8 +936,10 @@ mod tests {
 
     fn timestamp(seconds: u64, millis: u64) -> String {
         let mut out = Vec::new();
-        let time = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(millis);
-        push_timestamp(&mut out, time);
+        push_timestamp(
+            &mut out,
+            Duration::from_secs(seconds) + Duration::from_millis(millis),
+        );
         String::from_utf8(out).unwrap()
     }
 
@@ -986,14 +1011,19 @@ mod tests {
     #[test]
     fn the_access_line_is_the_line_its_log_record_would_give() {
         // A caller's id may hold quotes and backslashes; pulse's are hex.
-        for request_id in [r#"req-"1"\"#, "4bf92f3577b34da6a3ce929d0e0e4736"] {
+        let made = b"4bf92f3577b34da6a3ce929d0e0e4736";
+        for request_id in [
+            LoggedId::Given(br#"req-"1"\"#),
+            LoggedId::Given(made),
+            LoggedId::Made(made),
+        ] {
             for level in [log::Level::Info, log::Level::Debug, log::Level::Warn] {
                 assert_access_line_matches_record(request_id, level);
             }
         }
     }
 
-    fn assert_access_line_matches_record(request_id: &str, level: log::Level) {
+    fn assert_access_line_matches_record(request_id: LoggedId<'_>, level: log::Level) {
         let access = Access {
             at: Instant::now(),
             level,
@@ -1001,7 +1031,7 @@ mod tests {
             path: "/a \"quoted\"\npath",
             status: 404,
             duration_us: 1234,
-            request_id: request_id.as_bytes(),
+            request_id,
             trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
             span_id: b"00f067aa0ba902b7",
             remote: Some(&Peer::new(SocketAddr::from(([127, 0, 0, 1], 5000)))),
@@ -1011,7 +1041,10 @@ mod tests {
             ("path", Value::from(access.path)),
             ("status", Value::from(access.status)),
             ("duration_us", Value::from(access.duration_us)),
-            ("request_id", Value::from(request_id)),
+            (
+                "request_id",
+                Value::from(std::str::from_utf8(request_id.as_bytes()).unwrap()),
+            ),
             ("trace_id", Value::from("4bf92f3577b34da6a3ce929d0e0e4736")),
             ("span_id", Value::from("00f067aa0ba902b7")),
             ("remote", Value::from("127.0.0.1:5000")),
@@ -1062,7 +1095,7 @@ mod tests {
             path: &path,
             status: 599,
             duration_us: u64::MAX,
-            request_id: request_id.as_bytes(),
+            request_id: LoggedId::Given(request_id.as_bytes()),
             trace_id: &[b'f'; 32],
             span_id: &[b'f'; 16],
             remote: Some(&peer),
@@ -1077,8 +1110,9 @@ mod tests {
 
     #[test]
     fn wall_clock_follows_the_system_clock_and_reads_it_again_each_second() {
-        let close = |a: SystemTime, b: SystemTime| {
-            let gap = a.duration_since(b).unwrap_or_else(|e| e.duration());
+        let close = |a: Duration, b: SystemTime| {
+            let b = since_epoch(b);
+            let gap = a.abs_diff(b);
             assert!(gap < Duration::from_millis(50), "{a:?} vs {b:?}");
         };
         let start = Instant::now();
