@@ -141,6 +141,21 @@ impl App {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.handle_received(request, remote, Instant::now())
+    }
+
+    /// [`App::handle`], for a request that arrived at `received`: the server
+    /// reads the clock once for the request and for its connection.
+    pub(crate) fn handle_received<B>(
+        &self,
+        request: Request<B>,
+        remote: Option<Peer>,
+        received: Instant,
+    ) -> Handling
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let state = &*self.state;
         if state.alert_log {
             return alert_log::handle(request);
@@ -171,7 +186,7 @@ impl App {
             traceparent.and_then(|value| trace_context::parse_traceparent(value.as_bytes()));
         let tracestate = parent.and_then(|_| incoming_tracestate(&request.headers));
         let mut exchange = Exchange {
-            received: Instant::now(),
+            received,
             in_flight: state.metrics.track_in_flight(),
             verb,
             route,

@@ -76,6 +76,18 @@ impl Activity {
         }
     }
 
+    /// A request arrived at `at`. It counts as the end of the last one:
+    /// a ready answer is complete microseconds later, and a pending one is
+    /// counted in flight ([`Busy`]) until it ends.
+    pub(crate) fn active_at(&self, at: Instant) {
+        let since_opened = at.saturating_duration_since(self.opened).as_millis();
+        self.idle_since_ms.store(
+            u64::try_from(since_opened).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        self.served.store(true, Ordering::Relaxed);
+    }
+
     /// How long the connection has had no request in flight; None while it
     /// has one.
     pub(crate) fn idle_for(&self) -> Option<Duration> {
@@ -144,14 +156,13 @@ impl Drop for Registration {
     }
 }
 
-/// Marks a request in flight on its connection until dropped, when the
-/// response has been handed to hyper (or the handler was cancelled).
+/// Marks a pending request in flight on its connection until dropped, when
+/// the response has been handed to hyper (or the handler was cancelled).
 pub(crate) struct Busy(Arc<Activity>);
 
 impl Busy {
     pub(crate) fn new(activity: &Arc<Activity>) -> Busy {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
-        activity.served.store(true, Ordering::Relaxed);
         Busy(Arc::clone(activity))
     }
 }

@@ -23,7 +23,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::Response;
 use hyper::service::service_fn;
@@ -320,9 +320,19 @@ fn spawn_connection(
         let peer = Peer::new(remote);
         let activity = Arc::clone(&activity);
         service_fn(move |request| {
-            let busy = Busy::new(&activity);
+            let received = Instant::now();
+            activity.active_at(received);
+            let handling = app.handle_received(request, Some(peer), received);
+            // A ready answer was complete before `handle_received` returned:
+            // the connection is idle again, and `active_at` was its mark. Only
+            // an answer still pending keeps the connection busy (a clock
+            // reading, and four atomic operations, saved on every other).
+            let busy = match handling {
+                Handling::Ready(_) => None,
+                Handling::Pending(_) => Some(Busy::new(&activity)),
+            };
             Infallibly {
-                handling: app.handle(request, Some(peer)),
+                handling,
                 _busy: busy,
             }
         })
@@ -422,13 +432,13 @@ fn spawn_connection(
     });
 }
 
-/// Hands an answer to hyper, which wants a `Result`, and keeps the request
-/// counted as in flight on its connection until then. A named future instead
-/// of an `async` block: hyper moves the service future, and this one is no
-/// bigger than the answer it carries.
+/// Hands an answer to hyper, which wants a `Result`, and keeps a pending
+/// request counted as in flight on its connection until then. A named future
+/// instead of an `async` block: hyper moves the service future, and this one
+/// is no bigger than the answer it carries.
 struct Infallibly {
     handling: Handling,
-    _busy: Busy,
+    _busy: Option<Busy>,
 }
 
 impl Future for Infallibly {

@@ -132,6 +132,35 @@ async fn silent_and_idle_connections_are_closed_after_the_timeout() {
 }
 
 #[tokio::test]
+async fn a_keep_alive_connection_in_use_outlives_the_idle_timeout() {
+    // Each request resets the idle clock: a client asking every 200 ms keeps
+    // its connection for five times the 500 ms timeout.
+    let app = spawn_app(Config {
+        header_read_timeout: Duration::from_millis(500),
+        ..test_config()
+    })
+    .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let mut response = [0u8; 1024];
+    for round in 0..12 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("request {round} could not be sent: {e}"));
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut response))
+            .await
+            .unwrap_or_else(|_| panic!("no answer to request {round} within 2 s"))
+            .unwrap_or_else(|e| panic!("request {round}: {e}"));
+        assert!(
+            response[..n].starts_with(b"HTTP/1.1 200"),
+            "request {round} on a connection in use: {:?}",
+            String::from_utf8_lossy(&response[..n])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
 async fn at_the_cap_the_connection_idle_longest_makes_room() {
     let app = spawn_app(Config {
         max_connections: 4,
