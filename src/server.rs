@@ -325,8 +325,8 @@ fn spawn_connection(
             let handling = app.handle_received(request, Some(peer), received);
             // A ready answer was complete before `handle_received` returned:
             // the connection is idle again, and `active_at` was its mark. Only
-            // an answer still pending keeps the connection busy (a clock
-            // reading, and four atomic operations, saved on every other).
+            // an answer still pending keeps the connection busy; a ready one
+            // saves the mark's clock reading and four atomic operations.
             let busy = match handling {
                 Handling::Ready(_) => None,
                 Handling::Pending(_) => Some(Busy::new(&activity)),
