@@ -80,12 +80,17 @@ impl Activity {
     /// a ready answer is complete microseconds later, and a pending one is
     /// counted in flight ([`Busy`]) until it ends.
     pub(crate) fn active_at(&self, at: Instant) {
+        self.idle_from(at);
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts the connection idle from `at` whenever nothing is in flight.
+    fn idle_from(&self, at: Instant) {
         let since_opened = at.saturating_duration_since(self.opened).as_millis();
         self.idle_since_ms.store(
             u64::try_from(since_opened).unwrap_or(u64::MAX),
             Ordering::Release,
         );
-        self.served.store(true, Ordering::Relaxed);
     }
 
     /// How long the connection has had no request in flight; None while it
@@ -169,8 +174,7 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let now = u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.idle_since_ms.store(now, Ordering::Release);
+        self.0.idle_from(Instant::now());
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
