@@ -776,7 +776,7 @@ fn push_text(line: &mut Vec<u8>, text: &[u8]) {
 /// few-byte copies in a log line that setup cost more than all the rest of
 /// the formatting (measured with perf). Word-sized copies of a constant
 /// length compile to plain moves instead.
-fn put(line: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put(line: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.len() > 256 {
         line.extend_from_slice(bytes);
         return;
