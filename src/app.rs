@@ -336,7 +336,8 @@ impl App {
         }
 
         let status = response.status();
-        let elapsed = received.elapsed();
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(received);
         self.state.metrics.observe(verb, route, status, elapsed);
         drop(in_flight);
         if let (true, Some(spans)) = (trace.sampled, &self.state.spans) {
@@ -353,7 +354,7 @@ impl App {
             });
         }
         logging::access(&logging::Access {
-            at: received + elapsed,
+            at: finished,
             level: if route.is_probe() {
                 log::Level::Debug
             } else {

@@ -504,7 +504,7 @@ fn push_access(line: &mut Vec<u8>, json: bool, fields: &Access<'_>) {
     key!("path");
     push_str_value(line, fields.path.as_bytes(), json);
     key!("status");
-    push_u64(line, u64::from(fields.status));
+    push_status(line, fields.status);
     key!("duration_us");
     push_u64(line, fields.duration_us);
     key!("request_id");
@@ -798,6 +798,17 @@ pub(crate) fn put(line: &mut Vec<u8>, bytes: &[u8]) {
     }
     if let Some(&byte) = rest.first() {
         line.push(byte);
+    }
+}
+
+/// An HTTP status: three digits (`StatusCode` holds 100 to 999), written
+/// without the general loop of [`decimal`].
+fn push_status(line: &mut Vec<u8>, status: u16) {
+    if (100..1000).contains(&status) {
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        line.extend_from_slice(&[digit(status / 100), digit(status / 10), digit(status)]);
+    } else {
+        push_u64(line, u64::from(status));
     }
 }
 
@@ -1143,6 +1154,29 @@ mod tests {
             let parsed: SocketAddr = address.parse().unwrap();
             let peer = Peer::new(parsed);
             assert_eq!(peer.as_bytes(), parsed.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn statuses_are_written_in_decimal() {
+        for status in [
+            100,
+            101,
+            200,
+            204,
+            404,
+            499,
+            500,
+            599,
+            999,
+            0,
+            42,
+            1000,
+            u16::MAX,
+        ] {
+            let mut line = Vec::new();
+            push_status(&mut line, status);
+            assert_eq!(line, status.to_string().as_bytes());
         }
     }
 }
