@@ -179,11 +179,18 @@ struct Stat {
 /// Parses `/proc/self/stat`. The command name (field 2) may hold spaces and
 /// parentheses, so the fields are counted from the last `)`.
 fn read_stat() -> Option<Stat> {
-    let text = read_proc("/proc/self/stat")?;
+    parse_stat(&read_proc("/proc/self/stat")?)
+}
+
+fn parse_stat(text: &str) -> Option<Stat> {
     let after_name = &text[text.rfind(')')? + 1..];
-    // Fields from 3 (state) on; utime is field 14, so index 11 here.
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    // Fields 3 (state) to 24 (rss), on the stack: a `Vec` of them was an
+    // allocation per scrape.
+    let mut fields = [""; 22];
+    for (slot, field) in fields.iter_mut().zip(after_name.split_ascii_whitespace()) {
+        *slot = field;
+    }
+    let field = |n: usize| fields[n - 3].parse::<u64>().ok();
     Some(Stat {
         utime_ticks: field(14)?,
         stime_ticks: field(15)?,
@@ -347,6 +354,26 @@ mod tests {
         // Both are read a moment apart while the test harness runs.
         let difference = from_stat.abs_diff(from_status);
         assert!(difference < 4 << 20, "{from_stat} vs {from_status}");
+    }
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        // Field n holds n, after a name with spaces and parentheses.
+        let fields: Vec<String> = (3..=52).map(|n| n.to_string()).collect();
+        let line = format!("4242 (a (b) c) {}\n", fields.join(" "));
+        let stat = parse_stat(&line).unwrap();
+        assert_eq!(
+            (
+                stat.utime_ticks,
+                stat.stime_ticks,
+                stat.start_ticks_after_boot,
+                stat.vsize_bytes,
+                stat.rss_pages
+            ),
+            (14, 15, 22, 23, 24)
+        );
+        let cut = format!("4242 (short) {}", fields[..21].join(" "));
+        assert!(parse_stat(&cut).is_none(), "rss (field 24) is missing");
     }
 
     #[test]
