@@ -775,7 +775,8 @@ fn push_text(line: &mut Vec<u8>, text: &[u8]) {
 /// static binary links, starts every copy with `rep movs`; for the dozens of
 /// few-byte copies in a log line that setup cost more than all the rest of
 /// the formatting (measured with perf). Word-sized copies of a constant
-/// length compile to plain moves instead.
+/// length compile to plain moves instead. The metrics page's encoder
+/// (`exposition`) copies its pieces with it too.
 pub(crate) fn put(line: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.len() > 256 {
         line.extend_from_slice(bytes);
