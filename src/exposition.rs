@@ -80,13 +80,7 @@ fn histogram(out: &mut Vec<u8>, name: &[u8], metric: &Metric, bounds: &mut Bucke
     // line adds its `le` label.
     let pairs = metric.get_label();
     let mut series = Vec::with_capacity(64);
-    for (index, pair) in pairs.iter().enumerate() {
-        series.push(if index == 0 { b'{' } else { b',' });
-        put(&mut series, pair.name().as_bytes());
-        series.extend_from_slice(b"=\"");
-        escape(&mut series, pair.value(), true);
-        series.push(b'"');
-    }
+    open_labels(&mut series, pairs);
     let bucket_separator: &[u8] = if pairs.is_empty() {
         b"{le=\""
     } else {
@@ -170,9 +164,14 @@ fn timestamp(out: &mut Vec<u8>, metric: &Metric) {
 }
 
 fn labels(out: &mut Vec<u8>, pairs: &[LabelPair]) {
-    if pairs.is_empty() {
-        return;
+    if !pairs.is_empty() {
+        open_labels(out, pairs);
+        out.push(b'}');
     }
+}
+
+/// `{name="value",...`, without the closing brace; nothing for no pairs.
+fn open_labels(out: &mut Vec<u8>, pairs: &[LabelPair]) {
     let mut separator = b'{';
     for pair in pairs {
         out.push(separator);
@@ -182,7 +181,6 @@ fn labels(out: &mut Vec<u8>, pairs: &[LabelPair]) {
         out.push(b'"');
         separator = b',';
     }
-    out.push(b'}');
 }
 
 /// `f64`'s `Display`, as the crate writes values, with a fast path for the
