@@ -7,8 +7,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use prometheus::core::{Collector, Desc};
-use prometheus::proto::MetricFamily;
+use prometheus::core::{Collector, Desc, Metric};
+use prometheus::proto::{MetricFamily, MetricType};
 use prometheus::{Counter, Gauge, Opts};
 
 /// Kernel clock ticks per second in `/proc/*/stat`. It is USER_HZ, which the
@@ -146,25 +146,38 @@ impl Collector for ProcessCollector {
         self.descs.iter().collect()
     }
 
+    /// The families as each metric's own `collect` makes them, without the
+    /// one-family `Vec` each `collect` wraps its family in: six of those
+    /// made and freed at once on every scrape emptied a group of musl's
+    /// allocator that it then sometimes unmapped (see `Metrics::gather`).
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh();
-        let mut families: Vec<MetricFamily> = [
-            self.cpu_seconds.collect(),
-            self.resident_memory.collect(),
-            self.virtual_memory.collect(),
-            self.open_fds.collect(),
-            self.max_fds.collect(),
-            self.start_time.collect(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let mut metrics = vec![
+            (MetricType::COUNTER, self.cpu_seconds.metric()),
+            (MetricType::GAUGE, self.resident_memory.metric()),
+            (MetricType::GAUGE, self.virtual_memory.metric()),
+            (MetricType::GAUGE, self.open_fds.metric()),
+            (MetricType::GAUGE, self.max_fds.metric()),
+            (MetricType::GAUGE, self.start_time.metric()),
+        ];
         // The PulseHighMemory alert divides resident memory by this limit.
         if let Some(limit) = self.limits().memory {
             self.memory_limit.set(limit as f64);
-            families.extend(self.memory_limit.collect());
+            metrics.push((MetricType::GAUGE, self.memory_limit.metric()));
         }
-        families
+        // `descs` lists the metrics in the same order.
+        self.descs
+            .iter()
+            .zip(metrics)
+            .map(|(desc, (kind, metric))| {
+                let mut family = MetricFamily::default();
+                family.set_name(desc.fq_name.clone());
+                family.set_help(desc.help.clone());
+                family.set_field_type(kind);
+                family.set_metric(vec![metric]);
+                family
+            })
+            .collect()
     }
 }
 
@@ -374,6 +387,27 @@ mod tests {
         );
         let cut = format!("4242 (short) {}", fields[..21].join(" "));
         assert!(parse_stat(&cut).is_none(), "rss (field 24) is missing");
+    }
+
+    /// `collect` builds the families itself: each must be the one its
+    /// metric's own `collect` gives (name, help, type and value).
+    #[test]
+    fn families_are_those_the_metrics_give() {
+        let collector = ProcessCollector::default();
+        let families = collector.collect();
+        let mut expected = vec![
+            collector.cpu_seconds.collect(),
+            collector.resident_memory.collect(),
+            collector.virtual_memory.collect(),
+            collector.open_fds.collect(),
+            collector.max_fds.collect(),
+            collector.start_time.collect(),
+        ];
+        if collector.limits().memory.is_some() {
+            expected.push(collector.memory_limit.collect());
+        }
+        let expected: Vec<MetricFamily> = expected.into_iter().flatten().collect();
+        assert_eq!(families, expected);
     }
 
     #[test]
