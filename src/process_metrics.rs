@@ -152,7 +152,12 @@ impl Collector for ProcessCollector {
     /// allocator that it then sometimes unmapped (see `Metrics::gather`).
     fn collect(&self) -> Vec<MetricFamily> {
         self.refresh();
-        let mut metrics = vec![
+        // The PulseHighMemory alert divides resident memory by this limit.
+        let memory_limit = self.limits().memory.map(|limit| {
+            self.memory_limit.set(limit as f64);
+            (MetricType::GAUGE, self.memory_limit.metric())
+        });
+        let metrics = [
             (MetricType::COUNTER, self.cpu_seconds.metric()),
             (MetricType::GAUGE, self.resident_memory.metric()),
             (MetricType::GAUGE, self.virtual_memory.metric()),
@@ -160,15 +165,10 @@ impl Collector for ProcessCollector {
             (MetricType::GAUGE, self.max_fds.metric()),
             (MetricType::GAUGE, self.start_time.metric()),
         ];
-        // The PulseHighMemory alert divides resident memory by this limit.
-        if let Some(limit) = self.limits().memory {
-            self.memory_limit.set(limit as f64);
-            metrics.push((MetricType::GAUGE, self.memory_limit.metric()));
-        }
         // `descs` lists the metrics in the same order.
         self.descs
             .iter()
-            .zip(metrics)
+            .zip(metrics.into_iter().chain(memory_limit))
             .map(|(desc, (kind, metric))| {
                 let mut family = MetricFamily::default();
                 family.set_name(desc.fq_name.clone());
