@@ -25,7 +25,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let metrics = Metrics::new(&BUILD);
+    let metrics = Metrics::new(&BUILD, Route::LABELS);
     let one = record(&metrics, 1, calls);
     let two = record(&metrics, 2, calls);
     let per_second = |threads: u32, elapsed: Duration| {
@@ -46,7 +46,12 @@ fn record(metrics: &Metrics, threads: u32, calls: u32) -> Duration {
             scope.spawn(|| {
                 start.wait();
                 for _ in 0..calls {
-                    metrics.observe(Verb::Get, Route::Root, StatusCode::OK, Duration::ZERO);
+                    metrics.observe(
+                        Verb::Get,
+                        Route::Root as usize,
+                        StatusCode::OK,
+                        Duration::ZERO,
+                    );
                 }
             });
         }

@@ -6,16 +6,19 @@
 //! POST to a placeholder URL that nobody reads. Point Alertmanager at a real
 //! pager in `monitoring/alertmanager/alertmanager.yml` when there is one.
 
-use std::future::Future;
+use std::time::Instant;
 
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Bytes;
+use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
-use tokio::net::TcpListener;
 
-use crate::app::{self, App, BoxError, Handling};
+use crate::body::{self, BodyError};
+use crate::build_info::BUILD;
 use crate::config::Config;
-use crate::server::{self, ShutdownRequest};
+use crate::context::Shared;
+use crate::logging::Peer;
+use crate::metrics::Metrics;
+use crate::response::{Handling, text, without_body};
+use crate::service::Service;
 
 /// SECURITY: the largest webhook body read; Alertmanager sends a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -24,60 +27,74 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// are summed up in one line, so a single request cannot flood the log.
 pub const MAX_ALERTS_LOGGED: usize = 64;
 
-/// Serves until `shutdown` resolves, on pulse's own server: its connection
-/// cap, idle timeout and graceful shutdown. One server for both commands
-/// also means one copy of hyper's connection code in the binary (a second
-/// server, with its own service and body types, took 60 KB more).
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ShutdownRequest>,
-) {
-    server::serve(listener, App::alert_log(config), shutdown).await;
+/// The alert log, served by pulse's own server ([`crate::serve`]): its
+/// connection cap, idle timeout and graceful shutdown.
+pub struct AlertLog {
+    shared: Shared,
 }
 
-/// Answers one request to the alert log: a webhook POSTed to any path (the
-/// path names the receiver in the log), or `GET /livez`.
-pub(crate) fn handle<B>(request: Request<B>) -> Handling
-where
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path();
-    let answer = match (&parts.method, path) {
-        (&Method::GET, "/livez") => app::text(StatusCode::OK, "alive"),
-        (&Method::HEAD, "/livez") => app::without_body(app::text(StatusCode::OK, "alive")),
-        (&Method::POST, _) => {
-            let path = path.to_owned();
-            return Handling::Pending(Box::pin(async move {
-                match Limited::new(body, MAX_BODY_BYTES).collect().await {
-                    Ok(body) => match log_alerts(&path, &body.to_bytes()) {
-                        Ok(count) => {
-                            log::debug!("alert-log: {count} alert(s) on {path}");
-                            app::text(StatusCode::OK, "logged")
-                        }
-                        Err(reason) => {
-                            log::warn!("alert-log: rejected a webhook on {path}: {reason}");
-                            app::text(
-                                StatusCode::BAD_REQUEST,
-                                "expected an Alertmanager webhook payload",
-                            )
-                        }
-                    },
-                    Err(_) => app::text(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body too large or unreadable",
-                    ),
-                }
-            }));
+impl AlertLog {
+    pub fn new(config: Config) -> AlertLog {
+        // It makes no spans and has no routes of the table: its metrics
+        // count connections only, and are not served.
+        let metrics = Metrics::new(&BUILD, &["unmatched"]);
+        AlertLog {
+            shared: Shared::new(config, metrics),
         }
-        _ => app::text(
-            StatusCode::NOT_FOUND,
-            "POST Alertmanager webhooks to any path",
-        ),
-    };
-    Handling::Ready(Some(answer))
+    }
+}
+
+impl Service for AlertLog {
+    /// A webhook POSTed to any path (the path names the receiver in the
+    /// log), or `GET /livez`.
+    fn answer(&self, request: Request<Incoming>, _: Peer, _: Instant) -> Handling {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let answer = match (&parts.method, path) {
+            (&Method::GET, "/livez") => text(StatusCode::OK, "alive"),
+            (&Method::HEAD, "/livez") => without_body(text(StatusCode::OK, "alive")),
+            (&Method::POST, _) => {
+                let path = path.to_owned();
+                // SECURITY: the same time limit as `/echo`'s body, so a
+                // client that trickles a body cannot hold a connection.
+                let timeout = self.shared.config().header_read_timeout;
+                return Handling::Pending(Box::pin(async move {
+                    match body::read_capped(body, MAX_BODY_BYTES, timeout).await {
+                        Ok(body) => match log_alerts(&path, &body) {
+                            Ok(count) => {
+                                log::debug!("alert-log: {count} alert(s) on {path}");
+                                text(StatusCode::OK, "logged")
+                            }
+                            Err(reason) => {
+                                log::warn!("alert-log: rejected a webhook on {path}: {reason}");
+                                text(
+                                    StatusCode::BAD_REQUEST,
+                                    "expected an Alertmanager webhook payload",
+                                )
+                            }
+                        },
+                        Err(error @ BodyError::Timeout) => {
+                            log::warn!("alert-log: a webhook on {path}: {error}");
+                            text(StatusCode::REQUEST_TIMEOUT, "body did not arrive in time")
+                        }
+                        Err(_) => text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body too large or unreadable",
+                        ),
+                    }
+                }));
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "POST Alertmanager webhooks to any path",
+            ),
+        };
+        Handling::Ready(Some(answer))
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 /// Logs each alert of an Alertmanager webhook payload (version 4) and

@@ -1,13 +1,16 @@
 //! Reading a request body: bounded in size and time, JSON only. The worked
 //! example is `POST /echo` (`routes/echo.rs`).
 
+use std::future::Future;
 use std::time::Duration;
 
 use http_body_util::BodyExt;
+use hyper::body::Bytes;
 use hyper::header::{self, HeaderMap};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 
-use crate::app::{Body, RequestBody, json_error};
+use crate::context::RequestContext;
+use crate::response::{Body, RequestBody, json_error};
 
 /// Why a body was refused; each maps to a status and a JSON error.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,29 +62,54 @@ impl std::fmt::Display for BodyError {
     }
 }
 
-/// Reads a JSON request body of at most `limit` bytes within `timeout`.
+/// Reads a JSON request body of at most `limit` bytes, within the request
+/// head timeout (PULSE_HEADER_READ_TIMEOUT). The headers are checked now;
+/// the returned future reads the body, so an `Async` handler calls this
+/// before it builds its own future, and awaits the result in it.
 ///
 /// SECURITY: a declared `Content-Length` over the cap is refused before
 /// reading; a chunked body is read only up to the cap; and the whole body
-/// must arrive within `timeout`, so a client trickling bytes cannot hold a
-/// connection (the idle watchdog counts a request in flight as busy).
-pub async fn read_json(
-    request: Request<RequestBody>,
+/// must arrive within the timeout, so a client trickling bytes cannot hold
+/// a connection (the idle watchdog counts a request in flight as busy).
+pub fn read_json(
+    ctx: &RequestContext,
+    body: RequestBody,
     limit: usize,
-    timeout: Duration,
-) -> Result<serde_json::Value, BodyError> {
-    if !is_json(request.headers()) {
+) -> impl Future<Output = Result<serde_json::Value, BodyError>> + Send + 'static {
+    let checked = check_headers(ctx.headers(), limit);
+    let timeout = ctx.config().header_read_timeout;
+    async move {
+        checked?;
+        let bytes = read_capped(body, limit, timeout).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(BodyError::Empty);
+        }
+        serde_json::from_slice(&bytes).map_err(|error| BodyError::Malformed(error.to_string()))
+    }
+}
+
+/// The checks a JSON body's headers must pass before it is read.
+fn check_headers(headers: &HeaderMap, limit: usize) -> Result<(), BodyError> {
+    if !is_json(headers) {
         return Err(BodyError::UnsupportedType);
     }
-    let declared = request
-        .headers()
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(BodyError::TooLarge { limit });
     }
-    let mut body = request.into_body();
+    Ok(())
+}
+
+/// Reads a whole body of at most `limit` bytes within `timeout`: any body,
+/// JSON or not (the alert log reads its webhooks with it).
+pub async fn read_capped<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut body = body;
     let mut bytes = Vec::new();
     let read = async {
         while let Some(frame) = body.frame().await {
@@ -99,10 +127,7 @@ pub async fn read_json(
     tokio::time::timeout(timeout, read)
         .await
         .map_err(|_| BodyError::Timeout)??;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(BodyError::Empty);
-    }
-    serde_json::from_slice(&bytes).map_err(|error| BodyError::Malformed(error.to_string()))
+    Ok(Bytes::from(bytes))
 }
 
 /// `application/json`, or a `+json` type such as `application/merge-patch+json`,

@@ -14,26 +14,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::dotenv;
+pub use crate::logging::LogFormat;
 use crate::span_export::{self, ExportSettings, OtlpEndpoint};
 use crate::trace_context::Sampler;
-
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// One readable line per event, for people at a terminal.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
-impl LogFormat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Text => "text",
-            LogFormat::Json => "json",
-        }
-    }
-}
 
 /// The whole configuration of one pulse process.
 #[derive(Debug, Clone, PartialEq, Eq)]

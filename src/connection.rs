@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::app::App;
 use crate::lock;
-use crate::metrics::ConnectionError;
+use crate::metrics::{ConnectionError, Metrics};
 
 /// When a connection last had a request in flight, for its idle watchdog.
 pub(crate) struct Activity {
@@ -70,9 +69,9 @@ impl Activity {
     }
 
     /// Counts the error this connection ended with, once.
-    pub(crate) fn count_error(&self, app: &App, error: ConnectionError) {
+    pub(crate) fn count_error(&self, metrics: &Metrics, error: ConnectionError) {
         if !self.error_counted.swap(true, Ordering::AcqRel) {
-            app.metrics().count_connection_error(error);
+            metrics.count_connection_error(error);
         }
     }
 

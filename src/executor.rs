@@ -30,10 +30,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
-
-use hyper::HeaderMap;
 
 type Stream = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -65,7 +62,7 @@ where
             tokio::spawn(stream);
             return;
         }
-        pin_response_map_runs();
+        crate::allocation::pin_response_map_runs();
         let mut streams = HANDED_OVER.take();
         streams.push(stream);
         HANDED_OVER.set(streams);
@@ -155,44 +152,6 @@ fn run_handed(handed: &mut Handed) {
         }
     }
 }
-
-/// Keeps musl's runs of response-map blocks from ever emptying, from the
-/// first HTTP/2 stream on. musl's malloc gives a run of equal-sized blocks
-/// back to the kernel as soon as all of its blocks are free (unless it is
-/// the last run of its size), and maps a new one when it needs room again.
-/// h2 frees the header maps of a burst of answers together, so under
-/// HTTP/2 load runs of response maps were unmapped and mapped again every
-/// few requests: an `mmap` and a `munmap` of up to 32 KiB and a page fault
-/// for every page touched again, 0.31 faults per h2c request
-/// (`perf record` on `mmap` and musl's `alloc_slot`: it was this size
-/// class that churned; the others followed it).
-///
-/// So this allocates [`PINNED_RESPONSE_MAPS`] of them at once, which makes
-/// musl map runs for them, and keeps every eighth: each run then holds one
-/// block that is never freed, and the others are free for answers. musl
-/// hands out a new run's blocks in order; keeping every 24th measured the
-/// same, so its runs of this size hold more than eight, and every eighth
-/// leaves a margin. Measured with h2load (16 connections x 10 streams):
-/// 0.002 to 0.004 page faults per h2c request instead of 0.31; served
-/// together with the build that kept 48 maps whole, 0.66x to 0.77x the CPU
-/// per h2c request saturated, 0.85x to 0.92x with each client held to 1,500
-/// requests per second. Runs for more answers in flight than that are
-/// still made and unmapped as before (32 connections x 10 streams: 0.045
-/// faults per request, against 0.41). The cost: about 340 KiB more
-/// resident once HTTP/2 has been in use; none before.
-fn pin_response_map_runs() {
-    static PINNED: OnceLock<Vec<HeaderMap>> = OnceLock::new();
-    PINNED.get_or_init(|| {
-        let maps: Vec<HeaderMap> = (0..PINNED_RESPONSE_MAPS)
-            .map(|_| crate::app::response_header_map())
-            .collect();
-        maps.into_iter().step_by(8).collect()
-    });
-}
-
-/// How many HTTP/2 answers in flight at once (on all threads) the pinned
-/// runs make room for: 16 connections with 16 streams each.
-const PINNED_RESPONSE_MAPS: usize = 256;
 
 #[cfg(test)]
 mod tests {

@@ -5,22 +5,23 @@
 //!
 //! # Layout
 //!
-//! - `config` and `dotenv`: settings from the environment and `.env`.
+//! Imports point one way, top to bottom (`scripts/ci/check-module-graph.py`
+//! fails on a cycle or an upward import):
+//!
+//! - `server`: puts a `Service` on a listener: HTTP/1.1 and h2c, timeouts,
+//!   the connection cap, graceful shutdown; with `connection` (each open
+//!   connection's activity) and `executor` (HTTP/2 streams).
+//! - `app`: pulse's service; builds everything from a `Config` and answers
+//!   one request in-process. `alert_log` is the other service,
+//!   `pulse alert-log`. Both implement `service::Service`.
 //! - `routes`: the route table, one row per route, and its handlers.
-//! - `app`: the app factory; builds the service from a `Config` and answers
-//!   one request, in-process.
-//! - `server`: puts an `App` on a listener: HTTP/1.1 and h2c, timeouts, the
-//!   connection cap, and graceful shutdown.
-//! - `connection`: each open connection's activity, for the idle watchdog
-//!   and for making room at the cap.
-//! - `metrics`, `process_metrics` and `exposition`: Prometheus metrics and
-//!   their text format.
-//! - `logging`: text and JSON log formats.
-//! - `request_id`, `build_info`: small helpers.
-//! - `trace_context`: W3C `traceparent` and `tracestate`, and the sampler.
-//! - `span_export`: OTLP/HTTP JSON span export, off unless configured.
-//! - `body`: reading a request body with a cap (JSON).
-//! - `alert_log`: `pulse alert-log`, the monitoring stack's webhook receiver.
+//! - `state`: the fork's own app state, built once at startup.
+//! - the leaves: `context` (what a handler sees), `response` (answer
+//!   helpers), `body` (reading a JSON body), `config` and `dotenv`,
+//!   `metrics`, `process_metrics` and `exposition`, `logging`,
+//!   `trace_context`, `span_export`, `request_id`, `verb`, `hex`,
+//!   `build_info`, and `allocation`, the one home of the musl allocation
+//!   workarounds.
 //!
 //! A fork's tests need [`App`], [`Config`] and [`serve`] (or [`run`]). The
 //! command line, `pulse healthcheck` and the signal handlers belong to the
@@ -30,23 +31,30 @@
 #![deny(warnings)]
 
 pub mod alert_log;
+mod allocation;
 pub mod app;
 pub mod body;
 pub mod build_info;
 pub mod config;
 mod connection;
+pub mod context;
 pub mod dotenv;
 mod executor;
 mod exposition;
+mod hex;
 pub mod logging;
 pub mod metrics;
 #[cfg(target_os = "linux")]
 pub mod process_metrics;
 pub mod request_id;
+pub mod response;
 pub mod routes;
 pub mod server;
+pub mod service;
 pub mod span_export;
+pub mod state;
 pub mod trace_context;
+pub mod verb;
 
 pub use app::App;
 

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::kv::{self, Key, Value, VisitSource};
 use prometheus::IntCounter;
 
-use crate::config::{Config, LogFormat};
 use crate::lock;
 
 /// The longest a log line waits in the buffer before it reaches stdout.
@@ -94,22 +93,41 @@ pub fn dropped_lines() -> &'static IntCounter {
     })
 }
 
-/// Installs the global logger and starts the writer thread. Fails only if a
-/// logger is already installed.
-pub fn init(config: &Config) -> Result<(), log::SetLoggerError> {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event, for people at a terminal.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Installs the global logger with `filter` (env_logger syntax, checked by
+/// the configuration) and starts the writer thread. Fails only if a logger
+/// is already installed.
+pub fn init(filter: &str, format: LogFormat) -> Result<(), log::SetLoggerError> {
     let batch = batch();
     let mut builder = env_logger::Builder::new();
     builder
-        .parse_filters(&config.log_filter)
+        .parse_filters(filter)
         .target(env_logger::Target::Pipe(Box::new(BatchedStdout(batch))));
-    match config.log_format {
+    match format {
         LogFormat::Text => builder.format(write_text),
         LogFormat::Json => builder.format(write_json),
     };
     builder.try_init()?;
     // Only with pulse's own logger installed: the access log writes into
     // its batch.
-    let _ = FORMAT.set(config.log_format);
+    let _ = FORMAT.set(format);
     batch.writer_running.store(true, Ordering::Release);
     let started = std::thread::Builder::new()
         .name("log-writer".to_owned())

@@ -78,7 +78,7 @@ fn serve_command(command: Command) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if let Err(e) = logging::init(&config) {
+    if let Err(e) = logging::init(&config.log_filter, config.log_format) {
         eprintln!("pulse: cannot set up logging: {e}");
         return ExitCode::FAILURE;
     }
@@ -159,7 +159,8 @@ fn serve(config: Config, command: Command) -> ExitCode {
             Err(e) => log::warn!("listening, but the bound address is unknown: {e}"),
         }
         if command == Command::AlertLog {
-            pulse::alert_log::run(listener, config, signals.shutdown()).await;
+            let alert_log = pulse::alert_log::AlertLog::new(config);
+            pulse::serve(listener, alert_log, signals.shutdown()).await;
         } else {
             pulse::run(listener, config, signals.shutdown()).await;
         }

@@ -1,8 +1,9 @@
 //! Prometheus metrics: the RED metrics of every request, build info, and the
 //! process metrics that the alert rules and the dashboard read.
 //!
-//! Every label value comes from a fixed set ([`Verb`], [`Route`], the status
-//! code), so the number of series is bounded whatever clients send.
+//! Every label value comes from a fixed set ([`Verb`], the route templates
+//! the app hands over, the status code), so the number of series is bounded
+//! whatever clients send.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,7 +19,7 @@ use prometheus::{
 
 use crate::build_info::BuildInfo;
 use crate::exposition::BucketBounds;
-use crate::routes::{Route, Verb};
+use crate::verb::Verb;
 
 /// The content type of the text exposition format 0.0.4.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -62,6 +63,8 @@ pub struct Metrics {
     /// up by its labels hashes them under a lock, on every request. Boxed,
     /// so the slots of routes never called cost 16 bytes each.
     series: Box<[OnceLock<Box<RouteSeries>>]>,
+    /// The `route` label of each route index.
+    route_labels: &'static [&'static str],
 }
 
 /// How many statuses a (method, route) keeps resolved. A route answers with
@@ -78,7 +81,8 @@ struct RouteSeries {
 }
 
 impl Metrics {
-    pub fn new(build: &BuildInfo) -> Metrics {
+    /// `route_labels` names every route `observe` may be given, by index.
+    pub fn new(build: &BuildInfo, route_labels: &'static [&'static str]) -> Metrics {
         let requests = IntCounterVec::new(
             Opts::new(
                 "http_requests_total",
@@ -165,26 +169,29 @@ impl Metrics {
             spare_page: Arc::default(),
             last_families: Mutex::default(),
             bucket_bounds: Mutex::default(),
-            series: (0..Verb::COUNT * Route::COUNT)
+            series: (0..Verb::COUNT * route_labels.len())
                 .map(|_| OnceLock::new())
                 .collect(),
+            route_labels,
         }
     }
 
-    /// Records one answered request.
-    pub fn observe(&self, verb: Verb, route: Route, status: StatusCode, elapsed: Duration) {
-        let series = self.series[verb as usize * Route::COUNT + route as usize].get_or_init(|| {
+    /// Records one answered request of the route with index `route`.
+    pub fn observe(&self, verb: Verb, route: usize, status: StatusCode, elapsed: Duration) {
+        let routes = self.route_labels.len();
+        let route_label = self.route_labels[route];
+        let series = self.series[verb as usize * routes + route].get_or_init(|| {
             Box::new(RouteSeries {
                 duration: self
                     .duration
-                    .with_label_values(&[verb.label(), route.label()]),
+                    .with_label_values(&[verb.label(), route_label]),
                 by_status: std::array::from_fn(|_| OnceLock::new()),
             })
         });
         series.duration.observe(elapsed.as_secs_f64());
         let counter = || {
             self.requests
-                .with_label_values(&[verb.label(), route.label(), status.as_str()])
+                .with_label_values(&[verb.label(), route_label, status.as_str()])
         };
         // The first empty slot takes this status, unless an earlier slot
         // has it. Two requests filling the same slot at once agree on one
@@ -507,16 +514,21 @@ impl Drop for GaugeGuard {
 mod tests {
     use super::*;
 
+    const ROUTES: &[&str] = &["/", "/echo", "/metrics", "unmatched"];
+    const ROOT: usize = 0;
+    const ECHO: usize = 1;
+    const METRICS: usize = 2;
+
     #[test]
     fn a_scrape_writes_into_the_last_pages_buffer_once_it_is_sent() {
-        let metrics = Metrics::new(&crate::build_info::BUILD);
+        let metrics = Metrics::new(&crate::build_info::BUILD, ROUTES);
         let first = metrics.render();
         let first_address = first.as_ptr();
         // While the first page is still being sent, a second gets its own.
         let second = metrics.render();
         assert_ne!(second.as_ptr(), first_address);
         drop(first);
-        metrics.observe(Verb::Get, Route::Root, StatusCode::OK, Duration::ZERO);
+        metrics.observe(Verb::Get, ROOT, StatusCode::OK, Duration::ZERO);
         let third = metrics.render();
         assert_eq!(third.as_ptr(), first_address);
         drop(second);
@@ -533,13 +545,13 @@ mod tests {
     /// the same order, each one's series in the same order.
     #[test]
     fn gather_returns_what_a_registry_would() {
-        let metrics = Metrics::new(&crate::build_info::BUILD);
+        let metrics = Metrics::new(&crate::build_info::BUILD, ROUTES);
         for (verb, route, status) in [
-            (Verb::Post, Route::Echo, StatusCode::BAD_REQUEST),
-            (Verb::Get, Route::Root, StatusCode::OK),
-            (Verb::Get, Route::Metrics, StatusCode::OK),
-            (Verb::Head, Route::Root, StatusCode::OK),
-            (Verb::Get, Route::Root, StatusCode::NOT_FOUND),
+            (Verb::Post, ECHO, StatusCode::BAD_REQUEST),
+            (Verb::Get, ROOT, StatusCode::OK),
+            (Verb::Get, METRICS, StatusCode::OK),
+            (Verb::Head, ROOT, StatusCode::OK),
+            (Verb::Get, ROOT, StatusCode::NOT_FOUND),
         ] {
             metrics.observe(verb, route, status, Duration::from_millis(3));
         }
@@ -584,7 +596,7 @@ mod tests {
     #[test]
     fn concurrent_requests_are_each_counted_under_their_status() {
         const PER_THREAD: usize = 20_000;
-        let metrics = Metrics::new(&crate::build_info::BUILD);
+        let metrics = Metrics::new(&crate::build_info::BUILD, ROUTES);
         let statuses: Vec<StatusCode> = (0..STATUS_SLOTS as u16 + 3)
             .map(|offset| StatusCode::from_u16(200 + offset).unwrap())
             .collect();
@@ -595,7 +607,7 @@ mod tests {
                     start.wait();
                     for i in 0..PER_THREAD {
                         let status = statuses[i % statuses.len()];
-                        metrics.observe(Verb::Get, Route::Root, status, Duration::ZERO);
+                        metrics.observe(Verb::Get, ROOT, status, Duration::ZERO);
                     }
                 });
             }

@@ -4,7 +4,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::trace_context::write_hex;
+use crate::hex::write_hex;
 
 /// The longest incoming id pulse keeps.
 pub const MAX_LEN: usize = 128;

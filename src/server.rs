@@ -32,12 +32,14 @@ use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::app::{App, Body, Handling};
+use crate::app::App;
 use crate::config::Config;
 use crate::connection::{Busy, Connections, Registration};
 use crate::executor::{self, Handed, Streams};
 use crate::logging::Peer;
 use crate::metrics::ConnectionError;
+use crate::response::{Body, Handling};
+use crate::service::Service;
 
 /// HTTP/2 streams one connection may have open at once. h2's own defaults
 /// also bound reset streams, which blunts the rapid-reset attack.
@@ -106,21 +108,23 @@ pub async fn run(
     serve(listener, App::new(config), shutdown).await;
 }
 
-/// Serves an already built app; see the module docs for the shutdown steps.
+/// Serves an already built app (or any [`Service`], such as the alert log);
+/// see the module docs for the shutdown steps.
 pub async fn serve(
     listener: TcpListener,
-    app: App,
+    service: impl Service,
     shutdown: impl Future<Output = ShutdownRequest>,
 ) {
-    let config = app.config().clone();
+    let service: Arc<dyn Service> = Arc::new(service);
+    let config = service.shared().config().clone();
     let http = Arc::new(http_builder(&config));
     let permits = Arc::new(Semaphore::new(config.max_connections));
     let connections = Arc::new(Connections::default());
     let mut shutdown = pin!(shutdown);
-    let exporter = app.start_span_export();
+    let exporter = service.start_background();
     let spawn = |(stream, remote, permit)| {
         let registration = connections.register();
-        spawn_connection(&http, &app, stream, remote, permit, registration);
+        spawn_connection(&http, &service, stream, remote, permit, registration);
     };
 
     let request = loop {
@@ -130,12 +134,8 @@ pub async fn serve(
         }
     };
 
-    app.start_draining();
-    if app.is_alert_log() {
-        log::info!("shutdown: {request:?} received; draining");
-    } else {
-        log::info!("shutdown: {request:?} received; /readyz now answers 503 draining");
-    }
+    service.shared().start_draining();
+    log::info!("shutdown: {request:?} received; draining (/readyz now answers 503 where served)");
     if request == ShutdownRequest::Terminate && !config.drain_delay.is_zero() {
         log::info!(
             "shutdown: still serving for the drain delay of {}",
@@ -297,7 +297,7 @@ fn warn_rate_limited(error: &std::io::Error) {
 
 fn spawn_connection(
     http: &Arc<auto::Builder<Streams>>,
-    app: &App,
+    service: &Arc<dyn Service>,
     stream: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
@@ -308,22 +308,22 @@ fn spawn_connection(
         log::debug!("cannot set TCP_NODELAY for {remote}: {e}");
     }
     let http = Arc::clone(http);
-    let open = app.metrics().track_connection();
-    let (connection_app, watchdog_app) = (app.clone(), app.clone());
-    let idle_timeout = app.config().header_read_timeout;
+    let open = service.shared().metrics().track_connection();
+    let (connection_service, watchdog_service) = (Arc::clone(service), Arc::clone(service));
+    let idle_timeout = service.shared().config().header_read_timeout;
     let activity = Arc::clone(&registration.activity);
     // Resolves (with an error) when the connection task ends, so the
     // watchdog stops with it instead of sleeping on.
     let (ended, connection_ended) = oneshot::channel::<()>();
     let service = {
-        let app = app.clone();
+        let service = Arc::clone(service);
         let peer = Peer::new(remote);
         let activity = Arc::clone(&activity);
         service_fn(move |request| {
             let received = Instant::now();
             activity.active_at(received);
-            let handling = app.handle_received(request, Some(peer), received);
-            // A ready answer was complete before `handle_received` returned:
+            let handling = service.answer(request, peer, received);
+            // A ready answer was complete before `answer` returned:
             // the connection is idle again, and `active_at` was its mark. Only
             // an answer still pending keeps the connection busy; a ready one
             // saves the mark's clock reading and four atomic operations.
@@ -361,7 +361,7 @@ fn spawn_connection(
             .await;
             if let Err(e) = result {
                 let reason = ConnectionError::of(&*e);
-                activity.count_error(&connection_app, reason);
+                activity.count_error(connection_service.shared().metrics(), reason);
                 log::debug!(
                     target: "pulse::connection",
                     remote:% = remote,
@@ -402,7 +402,10 @@ fn spawn_connection(
             );
         } else if !activity.served.load(Ordering::Relaxed) {
             // It never completed a request head: a silent or slowloris client.
-            activity.count_error(&watchdog_app, ConnectionError::HeaderTimeout);
+            activity.count_error(
+                watchdog_service.shared().metrics(),
+                ConnectionError::HeaderTimeout,
+            );
             log::debug!(
                 target: "pulse::connection",
                 remote:% = remote,

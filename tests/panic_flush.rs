@@ -13,7 +13,7 @@ const CHILD: &str = "PULSE_PANIC_FLUSH_CHILD";
 #[test]
 fn a_panic_unwinding_out_of_main_still_flushes_the_log() {
     if std::env::var_os(CHILD).is_some() {
-        pulse::logging::init(&pulse::Config::default()).expect("logger");
+        pulse::logging::init("info", pulse::LogFormat::Text).expect("logger");
         pulse::logging::log_panics();
         let _flush = pulse::logging::FlushOnDrop(Duration::from_secs(2));
         log::info!("logged just before the panic");

@@ -3,11 +3,12 @@
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::RequestContext;
 use super::openapi::{Content, Operation};
-use crate::app::{App, Body, json, text};
 use crate::build_info::BUILD;
+use crate::response::{Body, json, text};
 
-pub fn root(_: &App, _: Option<&str>) -> Response<Body> {
+pub fn root(_: &RequestContext) -> Response<Body> {
     text(StatusCode::OK, "Hello, DevOps!")
 }
 
@@ -15,7 +16,7 @@ pub fn root_doc() -> Operation {
     Operation::new("A greeting").answer("200", "Hello, DevOps!", Content::Text)
 }
 
-pub fn version(_: &App, _: Option<&str>) -> Response<Body> {
+pub fn version(_: &RequestContext) -> Response<Body> {
     json(
         StatusCode::OK,
         json!({

@@ -10,16 +10,17 @@
 mod echo;
 pub use echo::MAX_ECHO_BYTES;
 mod faults;
+pub use faults::{MAX_DELAY, parse_delay, parse_status};
 mod info;
 pub mod openapi;
 mod probes;
 
-use std::time::Duration;
-
+use hyper::Response;
 use hyper::header::HeaderValue;
-use hyper::{Method, Request, Response, StatusCode};
 
-use crate::app::{App, Body, Pending, RequestBody};
+pub use crate::context::{RequestContext, Segment};
+use crate::response::{Body, NO_STORE, Pending, RequestBody};
+pub use crate::verb::{Verb, Verbs};
 use openapi::Operation;
 
 /// SECURITY: the longest request target (path and query) pulse routes; a
@@ -27,88 +28,41 @@ use openapi::Operation;
 /// the server's buffer are refused by hyper before they reach pulse.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
-/// The longest `/delay/{ms}` pulse sleeps; a larger value is a 400.
-pub const MAX_DELAY: Duration = Duration::from_secs(10);
-
-/// The `Cache-Control` of every answer that is not a 2xx, and of a 2xx
-/// outside the table.
-pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
-
-/// An HTTP method, reduced to the set pulse names in metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Patch,
-    Options,
-    Connect,
-    Trace,
-    /// Any extension method: one label value, however many a client invents.
-    Other,
-}
-
-impl Verb {
-    /// How many variants there are, for tables indexed by `verb as usize`.
-    pub const COUNT: usize = Verb::Other as usize + 1;
-
-    pub fn from_method(method: &Method) -> Verb {
-        match *method {
-            Method::GET => Verb::Get,
-            Method::HEAD => Verb::Head,
-            Method::POST => Verb::Post,
-            Method::PUT => Verb::Put,
-            Method::DELETE => Verb::Delete,
-            Method::PATCH => Verb::Patch,
-            Method::OPTIONS => Verb::Options,
-            Method::CONNECT => Verb::Connect,
-            Method::TRACE => Verb::Trace,
-            _ => Verb::Other,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Verb::Get => "GET",
-            Verb::Head => "HEAD",
-            Verb::Post => "POST",
-            Verb::Put => "PUT",
-            Verb::Delete => "DELETE",
-            Verb::Patch => "PATCH",
-            Verb::Options => "OPTIONS",
-            Verb::Connect => "CONNECT",
-            Verb::Trace => "TRACE",
-            Verb::Other => "other",
-        }
-    }
-}
+/// The most segments a routed path has; a longer path matches nothing.
+pub const MAX_SEGMENTS: usize = 8;
 
 // THE ROUTE TABLE. One row per route; everything else derives from it: the
 // `Route` enum and its metrics label, the `match` that dispatches, the
 // `Allow` header of a 405, which routes are probes, the cache policy, the
 // OpenAPI document and (checked by a test) the README's route table.
 //
-// A row: `Name: [METHODS] "/path" / {parameter} => Class, "Cache-Control", Kind handler, doc;`
+// A row: `Name: [METHODS] [segments] => Class, "Cache-Control", Kind handler, doc;`
+// - METHODS: GET, POST, PUT, DELETE, PATCH, OPTIONS. GET implies HEAD, so
+//   HEAD is never written.
+// - segments: the path, one item per segment: `"notes"` is fixed text,
+//   `{id: "1"}` a parameter with the example value the tests and OpenAPI use.
+//   `[]` is `/`; `["v1", "notes", {id: "1"}]` is `/v1/notes/{id}`. A handler
+//   reads a parameter with `ctx.param("id")`.
 // - Class: `App` (served always), `Probe` (served always, logged at debug,
 //   left out of the SLI) or `Fault` (served only with PULSE_FAULT_INJECTION).
 // - Cache-Control: what a 2xx answer carries; every other answer `no-store`.
-// - Kind: `Ready` for a handler that answers at once from the path (the fast
-//   path), `Async` for one that awaits or reads the body (it owns the request).
+// - Kind: `Ready` for a handler that answers at once, `fn(&RequestContext)`;
+//   `Async` for one that reads the body or waits,
+//   `fn(&RequestContext, RequestBody) -> Pending`. A `Ready` row cannot take
+//   POST, PUT or PATCH: it gets no body.
 // - doc: the handler's OpenAPI operation.
 route_table! {
-    Root:    [GET, HEAD] "/"                => App,   "max-age=60", Ready info::root,          info::root_doc;
-    Health:  [GET, HEAD] "/health"          => Probe, "no-store",   Ready probes::health,      probes::health_doc;
-    Livez:   [GET, HEAD] "/livez"           => Probe, "no-store",   Ready probes::livez,       probes::livez_doc;
-    Readyz:  [GET, HEAD] "/readyz"          => Probe, "no-store",   Ready probes::readyz,      probes::readyz_doc;
-    Version: [GET, HEAD] "/version"         => App,   "max-age=60", Ready info::version,       info::version_doc;
-    Metrics: [GET, HEAD] "/metrics"         => Probe, "no-store",   Ready probes::metrics,     probes::metrics_doc;
-    OpenApi: [GET, HEAD] "/openapi.json"    => App,   "max-age=60", Ready openapi::document,   openapi::document_doc;
-    Echo:    [POST]      "/echo"            => App,   "no-store",   Async echo::echo,          echo::echo_doc;
-    Delay:   [GET, HEAD] "/delay" / {ms}    => Fault, "no-store",   Async faults::delay,       faults::delay_doc;
-    Status:  [GET, HEAD] "/status" / {code} => Fault, "no-store",   Ready faults::status,      faults::status_doc;
-    Panic:   [GET, HEAD] "/panic"           => Fault, "no-store",   Ready faults::panic,       faults::panic_doc;
+    Root:    [GET] []                         => App,   "max-age=60", Ready info::root,        info::root_doc;
+    Health:  [GET] ["health"]                 => Probe, "no-store",   Ready probes::health,    probes::health_doc;
+    Livez:   [GET] ["livez"]                  => Probe, "no-store",   Ready probes::livez,     probes::livez_doc;
+    Readyz:  [GET] ["readyz"]                 => Probe, "no-store",   Ready probes::readyz,    probes::readyz_doc;
+    Version: [GET] ["version"]                => App,   "max-age=60", Ready info::version,     info::version_doc;
+    Metrics: [GET] ["metrics"]                => Probe, "no-store",   Ready probes::metrics,   probes::metrics_doc;
+    OpenApi: [GET] ["openapi.json"]           => App,   "max-age=60", Ready openapi::document, openapi::document_doc;
+    Echo:    [POST] ["echo"]                  => App,   "no-store",   Async echo::echo,        echo::echo_doc;
+    Delay:   [GET] ["delay", {ms: "1"}]       => Fault, "no-store",   Async faults::delay,     faults::delay_doc;
+    Status:  [GET] ["status", {code: "200"}]  => Fault, "no-store",   Ready faults::status,    faults::status_doc;
+    Panic:   [GET] ["panic"]                  => Fault, "no-store",   Ready faults::panic,     faults::panic_doc;
 }
 
 /// Which requests a route serves, and how they are logged and counted.
@@ -125,10 +79,11 @@ pub enum Class {
 /// A route's handler.
 #[derive(Debug, Clone, Copy)]
 pub enum Handler {
-    /// Answers at once from the app and the path parameter; never waits.
-    Ready(fn(&App, Option<&str>) -> Response<Body>),
-    /// Owns the request (body included) and may wait.
-    Async(fn(App, Request<RequestBody>) -> Pending),
+    /// Answers at once from the request; never waits.
+    Ready(fn(&RequestContext) -> Response<Body>),
+    /// Reads the body or waits: takes what its future needs from the
+    /// request, then answers through the future.
+    Async(fn(&RequestContext, RequestBody) -> Pending),
 }
 
 /// One row of the table, as the rest of pulse reads it.
@@ -136,9 +91,11 @@ pub struct Row {
     pub route: Route,
     /// The path as OpenAPI writes it: `/delay/{ms}`. Also the metrics label.
     pub template: &'static str,
-    /// The name of the path parameter, if the route has one.
-    pub parameter: Option<&'static str>,
-    pub methods: &'static [Verb],
+    /// The path with every parameter set to its example: `/delay/1`.
+    pub example: &'static str,
+    pub segments: &'static [Segment],
+    /// GET brings HEAD with it.
+    pub methods: Verbs,
     /// The `Allow` header of a 405: the methods, comma-separated.
     pub allow: &'static str,
     pub class: Class,
@@ -147,13 +104,52 @@ pub struct Row {
     pub doc: fn() -> Operation,
 }
 
-/// The `match` the table expands into: one arm per row, on the path's
-/// first segment and whether a parameter follows it.
+impl Row {
+    /// The names of the path parameters, in order.
+    pub fn parameters(&self) -> impl Iterator<Item = &'static str> + use<> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Parameter { name, .. } => Some(*name),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+/// The methods a row may name. HEAD is not one: GET implies it.
+#[allow(non_camel_case_types, clippy::upper_case_acronyms, dead_code)]
+enum MethodOfARow {
+    GET,
+    POST,
+    PUT,
+    DELETE,
+    PATCH,
+    OPTIONS,
+}
+
+/// The methods a `Ready` row may name: a `Ready` handler gets no request
+/// body, so POST, PUT and PATCH rows must be `Async`.
+#[allow(non_camel_case_types, clippy::upper_case_acronyms, dead_code)]
+enum MethodOfAReadyRow {
+    GET,
+    DELETE,
+    OPTIONS,
+}
+
+/// Expands the table. Every mistake in a row is a compile error at that
+/// row: an unknown or body-taking method of a `Ready` row names the enum
+/// above that lists what is allowed, and a handler of the wrong kind is a
+/// type error at its path.
 macro_rules! route_table {
     ($(
-        $name:ident : [$first:ident $(, $method:ident)*] $base:literal $(/ {$parameter:ident})?
+        $name:ident : [$first:ident $(, $method:ident)*] [$($segment:tt),*]
             => $class:ident, $cache:literal, $kind:ident $handler:path, $doc:path;
     )+) => {
+        $(
+            const _: MethodOfARow = MethodOfARow::$first;
+            $(const _: MethodOfARow = MethodOfARow::$method;)*
+            check_kind!($kind $first);
+            $(check_kind!($kind $method);)*
+        )+
+
         /// The matched route: the `route` label of the HTTP metrics.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum Route {
@@ -167,21 +163,25 @@ macro_rules! route_table {
             pub const ALL: &'static [Route] = &[$(Route::$name),+];
             /// Variants, `Unmatched` included, for tables indexed by `route as usize`.
             pub const COUNT: usize = Route::ALL.len() + 1;
+            /// Every metrics label, indexed by `route as usize`.
+            pub const LABELS: &'static [&'static str] =
+                &[$(root_if_empty(concat!($("/", segment_text!($segment)),*)),)+ "unmatched"];
 
             /// The route's row; None for `Unmatched`.
             pub fn row(self) -> Option<&'static Row> {
                 match self {
-                    $(Route::$name => Some(&Row {
+                    $(Route::$name => Some(const { &Row {
                         route: Route::$name,
-                        template: concat!($base $(, "/{", stringify!($parameter), "}")?),
-                        parameter: parameter_name!($($parameter)?),
-                        methods: &[verb!($first) $(, verb!($method))*],
-                        allow: concat!(stringify!($first) $(, ", ", stringify!($method))*),
+                        template: root_if_empty(concat!($("/", segment_text!($segment)),*)),
+                        example: root_if_empty(concat!($("/", segment_example!($segment)),*)),
+                        segments: &[$(segment!($segment)),*],
+                        methods: Verbs(verb_bits!($first) $(| verb_bits!($method))*),
+                        allow: concat!(allow_text!($first) $(, ", ", allow_text!($method))*),
                         class: Class::$class,
                         cache_control: $cache,
                         handler: Handler::$kind($handler),
                         doc: $doc,
-                    }),)+
+                    } }),)+
                     Route::Unmatched => None,
                 }
             }
@@ -198,10 +198,10 @@ macro_rules! route_table {
             }
         }
 
-        /// The route a path belongs to, whatever the method.
-        fn match_path(base: &str, has_parameter: bool) -> Route {
-            match (base, has_parameter) {
-                $(($base, has_parameter!($($parameter)?)) => Route::$name,)+
+        /// The route a path's segments belong to, whatever the method.
+        fn match_segments(segments: &[&str]) -> Route {
+            match segments {
+                $([$(segment_pattern!($segment)),*] => Route::$name,)+
                 _ => Route::Unmatched,
             }
         }
@@ -209,52 +209,98 @@ macro_rules! route_table {
 }
 use route_table;
 
-macro_rules! verb {
-    (GET) => {
-        Verb::Get
+macro_rules! check_kind {
+    (Ready $method:ident) => {
+        const _: MethodOfAReadyRow = MethodOfAReadyRow::$method;
     };
-    (HEAD) => {
-        Verb::Head
+    (Async $method:ident) => {};
+}
+use check_kind;
+
+macro_rules! verb_bits {
+    (GET) => {
+        Verb::Get.bit() | Verb::Head.bit()
     };
     (POST) => {
-        Verb::Post
+        Verb::Post.bit()
     };
     (PUT) => {
-        Verb::Put
+        Verb::Put.bit()
     };
     (DELETE) => {
-        Verb::Delete
+        Verb::Delete.bit()
     };
     (PATCH) => {
-        Verb::Patch
+        Verb::Patch.bit()
+    };
+    (OPTIONS) => {
+        Verb::Options.bit()
     };
 }
-use verb;
+use verb_bits;
 
-macro_rules! has_parameter {
-    () => {
-        false
+macro_rules! allow_text {
+    (GET) => {
+        "GET, HEAD"
     };
-    ($parameter:ident) => {
-        true
+    ($method:ident) => {
+        stringify!($method)
     };
 }
-use has_parameter;
+use allow_text;
 
-macro_rules! parameter_name {
-    () => {
-        None
+macro_rules! segment {
+    ({$name:ident : $example:literal}) => {
+        Segment::Parameter {
+            name: stringify!($name),
+            example: $example,
+        }
     };
-    ($parameter:ident) => {
-        Some(stringify!($parameter))
+    ($text:literal) => {
+        Segment::Literal($text)
     };
 }
-use parameter_name;
+use segment;
+
+macro_rules! segment_text {
+    ({$name:ident : $example:literal}) => {
+        concat!("{", stringify!($name), "}")
+    };
+    ($text:literal) => {
+        $text
+    };
+}
+use segment_text;
+
+macro_rules! segment_example {
+    ({$name:ident : $example:literal}) => {
+        $example
+    };
+    ($text:literal) => {
+        $text
+    };
+}
+use segment_example;
+
+macro_rules! segment_pattern {
+    ({$name:ident : $example:literal}) => {
+        _
+    };
+    ($text:literal) => {
+        $text
+    };
+}
+use segment_pattern;
+
+/// `/` for the root row, whose segments join to nothing.
+const fn root_if_empty(path: &'static str) -> &'static str {
+    if path.is_empty() { "/" } else { path }
+}
 
 impl Route {
     /// The metrics label: the path template, or `unmatched`.
     pub fn label(self) -> &'static str {
-        self.row().map_or("unmatched", |row| row.template)
+        Route::LABELS[self as usize]
     }
 
     pub fn is_probe(self) -> bool {
@@ -263,13 +309,10 @@ impl Route {
 }
 
 /// The outcome of matching one request.
-#[derive(Debug, Clone, Copy)]
-pub enum Dispatch<'path> {
-    /// The handler, and the path parameter (`250` in `/delay/250`).
-    Serve {
-        handler: Handler,
-        parameter: Option<&'path str>,
-    },
+#[derive(Clone, Copy)]
+pub enum Dispatch {
+    /// The route's row, whose handler serves the request.
+    Serve(&'static Row),
     /// The path exists but not for this method: 405 with `Allow`.
     MethodNotAllowed {
         allow: &'static str,
@@ -282,106 +325,77 @@ pub enum Dispatch<'path> {
 /// Matches a request against the table. `fault_injection` decides whether
 /// the fault routes exist at all: when it is off they are 404s like any
 /// unknown path.
-pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispatch<'_>) {
-    let (base, parameter) = split_parameter(path);
-    let route = match_path(base, parameter.is_some());
+pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispatch) {
+    let route = match_path(path);
     let Some(row) = route.row() else {
         return (Route::Unmatched, Dispatch::NotFound);
     };
     if row.class == Class::Fault && !fault_injection {
         return (Route::Unmatched, Dispatch::NotFound);
     }
-    if row.methods.contains(&verb) {
-        let handler = row.handler;
-        (route, Dispatch::Serve { handler, parameter })
+    if row.methods.contains(verb) {
+        (route, Dispatch::Serve(row))
     } else {
         (route, Dispatch::MethodNotAllowed { allow: row.allow })
     }
 }
 
-/// The path parameter of a matched path: `250` in `/delay/250`.
-pub fn parameter(path: &str) -> Option<&str> {
-    split_parameter(path).1
-}
-
-/// Splits `/delay/250` into `("/delay", Some("250"))`. `/health` has no
-/// parameter, and a path with more segments stays whole, so it matches nothing.
-fn split_parameter(path: &str) -> (&str, Option<&str>) {
-    // Bytes, not `str::find(char)`: this runs on every request, and `/` is
-    // ASCII, so every index found is a char boundary.
-    let bytes = path.as_bytes();
-    let mut slashes = bytes
-        .iter()
-        .enumerate()
-        .skip(1)
-        .filter(|&(_, &b)| b == b'/');
-    match (slashes.next(), slashes.next()) {
-        (Some((slash, _)), None) => (&path[..slash], Some(&path[slash + 1..])),
-        _ => (path, None),
+/// The route of a path: `/v1/notes/42` is split into its segments, which
+/// the table's `match` compares. `/` has none; a path with a trailing
+/// slash or an empty segment (`//`) has an empty one, so it matches
+/// nothing, and so does one with more than [`MAX_SEGMENTS`].
+fn match_path(path: &str) -> Route {
+    let Some(rest) = path.strip_prefix('/') else {
+        return Route::Unmatched;
+    };
+    let mut segments = [""; MAX_SEGMENTS];
+    let mut count = 0;
+    if !rest.is_empty() {
+        for segment in rest.split('/') {
+            let Some(slot) = segments.get_mut(count) else {
+                return Route::Unmatched;
+            };
+            *slot = segment;
+            count += 1;
+        }
     }
-}
-
-/// `/delay/{ms}`: whole milliseconds, at most [`MAX_DELAY`].
-pub fn parse_delay(text: &str) -> Result<Duration, &'static str> {
-    const REASON: &str = "delay must be whole milliseconds from 0 to 10000, such as /delay/250";
-    // SECURITY: bound the digits before parsing, so no input is slow to reject.
-    if text.is_empty() || text.len() > 5 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(REASON);
-    }
-    let millis: u64 = text.parse().map_err(|_| REASON)?;
-    let delay = Duration::from_millis(millis);
-    if delay > MAX_DELAY {
-        return Err(REASON);
-    }
-    Ok(delay)
-}
-
-/// `/status/{code}`: a status code from 200 to 599.
-pub fn parse_status(text: &str) -> Result<StatusCode, &'static str> {
-    const REASON: &str = "status must be a code from 200 to 599, such as /status/503";
-    if text.len() != 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(REASON);
-    }
-    let code: u16 = text.parse().map_err(|_| REASON)?;
-    if !(200..=599).contains(&code) {
-        return Err(REASON);
-    }
-    StatusCode::from_u16(code).map_err(|_| REASON)
+    match_segments(&segments[..count])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn route_of(verb: Verb, path: &str) -> Route {
-        dispatch(verb, path, true).0
-    }
+    const EVERY_VERB: [Verb; Verb::COUNT] = [
+        Verb::Get,
+        Verb::Head,
+        Verb::Post,
+        Verb::Put,
+        Verb::Delete,
+        Verb::Patch,
+        Verb::Options,
+        Verb::Connect,
+        Verb::Trace,
+        Verb::Other,
+    ];
 
     #[test]
     fn every_row_serves_its_methods_and_refuses_others_with_its_allow() {
         for &route in Route::ALL {
             let row = route.row().unwrap();
-            let path = row.template.replace("{ms}", "5").replace("{code}", "503");
-            for &verb in row.methods {
-                let (matched, outcome) = dispatch(verb, &path, true);
-                assert_eq!(matched, route, "{path}");
-                assert!(matches!(outcome, Dispatch::Serve { .. }), "{verb:?} {path}");
-            }
-            for verb in [
-                Verb::Get,
-                Verb::Post,
-                Verb::Delete,
-                Verb::Options,
-                Verb::Other,
-            ] {
-                if !row.methods.contains(&verb) {
-                    match dispatch(verb, &path, true) {
-                        (matched, Dispatch::MethodNotAllowed { allow }) => {
-                            assert_eq!(matched, route);
-                            assert_eq!(allow, row.allow);
-                        }
-                        other => panic!("{verb:?} {path}: {other:?}"),
+            for verb in EVERY_VERB {
+                match dispatch(verb, row.example, true) {
+                    (matched, Dispatch::Serve(served)) => {
+                        assert_eq!(matched, route, "{}", row.example);
+                        assert!(std::ptr::eq(served, row));
+                        assert!(row.methods.contains(verb), "{verb:?} {}", row.example);
                     }
+                    (matched, Dispatch::MethodNotAllowed { allow }) => {
+                        assert_eq!(matched, route);
+                        assert_eq!(allow, row.allow);
+                        assert!(!row.methods.contains(verb), "{verb:?} {}", row.example);
+                    }
+                    _ => panic!("{verb:?} {}: not matched", row.example),
                 }
             }
         }
@@ -389,17 +403,37 @@ mod tests {
         assert_eq!(Route::Echo.row().unwrap().allow, "POST");
     }
 
+    /// GET brings HEAD, in the methods served and in `Allow`.
+    #[test]
+    fn get_implies_head() {
+        for &route in Route::ALL {
+            let row = route.row().unwrap();
+            assert_eq!(
+                row.methods.contains(Verb::Get),
+                row.methods.contains(Verb::Head),
+                "{}",
+                row.template
+            );
+            let allow: Vec<&str> = row.allow.split(", ").collect();
+            let methods: Vec<&str> = row.methods.iter().map(Verb::label).collect();
+            let mut sorted_allow = allow.clone();
+            sorted_allow.sort_unstable();
+            let mut sorted_methods = methods.clone();
+            sorted_methods.sort_unstable();
+            assert_eq!(sorted_allow, sorted_methods, "{}", row.template);
+        }
+    }
+
     #[test]
     fn fault_routes_do_not_exist_when_fault_injection_is_off() {
         for &route in Route::ALL {
             let row = route.row().unwrap();
-            let path = row.template.replace("{ms}", "5").replace("{code}", "500");
-            let (matched, outcome) = dispatch(Verb::Get, &path, false);
+            let (matched, outcome) = dispatch(Verb::Get, row.example, false);
             if row.class == Class::Fault {
-                assert_eq!(matched, Route::Unmatched, "{path}");
+                assert_eq!(matched, Route::Unmatched, "{}", row.example);
                 assert!(matches!(outcome, Dispatch::NotFound));
             } else {
-                assert_eq!(matched, route, "{path}");
+                assert_eq!(matched, route, "{}", row.example);
             }
         }
     }
@@ -413,43 +447,40 @@ mod tests {
             "/delay/1/2",
             "//",
             "",
+            "health",
             "/metrics/x",
             "/echo/1",
+            "/a/b/c/d/e/f/g/h/i",
         ] {
-            assert_eq!(route_of(Verb::Get, path), Route::Unmatched, "{path:?}");
+            assert_eq!(
+                dispatch(Verb::Get, path, true).0,
+                Route::Unmatched,
+                "{path:?}"
+            );
         }
     }
 
     #[test]
-    fn parameters_parse_and_are_bounded() {
-        assert_eq!(parse_delay("250"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_delay("10000"), Ok(MAX_DELAY));
-        assert!(parse_delay("10001").is_err());
-        assert_eq!(parse_status("418"), Ok(StatusCode::IM_A_TEAPOT));
-        for bad in ["", "-1", "1.5", "999999999999999999999"] {
-            assert!(parse_delay(bad).is_err(), "{bad}");
-        }
-        for bad in ["199", "600", "20", "2000", "abc"] {
-            assert!(parse_status(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parameter("/delay/250"), Some("250"));
-        assert_eq!(parameter("/health"), None);
-    }
-
-    #[test]
-    fn labels_are_bounded_and_the_table_sizes_the_metrics() {
-        assert_eq!(
-            Verb::from_method(&Method::from_bytes(b"BREW").unwrap()),
-            Verb::Other
-        );
-        assert_eq!(Verb::Other.label(), "other");
+    fn templates_and_examples_follow_the_segments() {
+        let delay = Route::Delay.row().unwrap();
+        assert_eq!(delay.template, "/delay/{ms}");
+        assert_eq!(delay.example, "/delay/1");
+        assert_eq!(delay.parameters().collect::<Vec<_>>(), ["ms"]);
+        let root = Route::Root.row().unwrap();
+        assert_eq!((root.template, root.example), ("/", "/"));
+        assert_eq!(root.parameters().count(), 0);
         assert_eq!(Route::Delay.label(), "/delay/{ms}");
         assert_eq!(Route::Unmatched.label(), "unmatched");
-        assert_eq!(Route::COUNT, Route::ALL.len() + 1);
+    }
+
+    #[test]
+    fn the_route_index_is_the_label_index() {
         // `route as usize` indexes the metrics table: Unmatched is last.
         for (index, route) in Route::ALL.iter().enumerate() {
             assert_eq!(*route as usize, index);
+            assert_eq!(Route::LABELS[index], route.row().unwrap().template);
         }
-        assert_eq!(Route::Unmatched as usize, Route::COUNT - 1);
+        assert_eq!(Route::LABELS.last(), Some(&"unmatched"));
+        assert_eq!(Route::LABELS.len(), Route::ALL.len() + 1);
     }
 }

@@ -7,19 +7,22 @@ use hyper::body::Bytes;
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
+use super::RequestContext;
 use super::{Class, Route, Verb};
-use crate::app::{APPLICATION_JSON, App, Body, reply};
 use crate::build_info::BUILD;
+use crate::response::{APPLICATION_JSON, Body, reply};
 
 /// What one route's handler documents about itself.
 pub struct Operation {
     pub summary: &'static str,
-    /// The schema of the path parameter, if the route has one.
-    pub parameter: Option<Value>,
+    /// Each path parameter's name and schema.
+    pub parameters: Vec<(&'static str, Value)>,
     /// The schema of the JSON request body, if the route reads one.
     pub request_body: Option<Value>,
     /// Status (`200`, `4XX`), description and body.
     pub answers: Vec<(&'static str, &'static str, Content)>,
+    /// Headers an answer carries beyond pulse's own: status, name, description.
+    pub headers: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 /// The body of an answer.
@@ -37,14 +40,16 @@ impl Operation {
     pub fn new(summary: &'static str) -> Operation {
         Operation {
             summary,
-            parameter: None,
+            parameters: Vec::new(),
             request_body: None,
             answers: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
-    pub fn parameter(mut self, schema: Value) -> Operation {
-        self.parameter = Some(schema);
+    /// The schema of the path parameter `name` (`{name}` in the row).
+    pub fn parameter(mut self, name: &'static str, schema: Value) -> Operation {
+        self.parameters.push((name, schema));
         self
     }
 
@@ -62,13 +67,25 @@ impl Operation {
         self.answers.push((status, description, body));
         self
     }
+
+    /// A header the `status` answer carries, such as `Location` on a 201.
+    /// The handler sets it with `response.headers_mut().insert(...)`.
+    pub fn header(
+        mut self,
+        status: &'static str,
+        name: &'static str,
+        description: &'static str,
+    ) -> Operation {
+        self.headers.push((status, name, description));
+        self
+    }
 }
 
-pub fn document(app: &App, _: Option<&str>) -> Response<Body> {
+pub fn document(ctx: &RequestContext) -> Response<Body> {
     // The table is fixed at compile time, and so is the document: built
     // once, with the fault routes only where they exist.
     static DOCUMENTS: [OnceLock<Bytes>; 2] = [OnceLock::new(), OnceLock::new()];
-    let faults = app.config().fault_injection;
+    let faults = ctx.config().fault_injection;
     let bytes =
         DOCUMENTS[usize::from(faults)].get_or_init(|| Bytes::from(build(faults).to_string()));
     reply(StatusCode::OK, APPLICATION_JSON, Body::from(bytes.clone()))
@@ -92,17 +109,25 @@ pub fn build(with_faults: bool) -> Value {
         }
         let doc = (row.doc)();
         let mut item = Map::new();
-        for &verb in row.methods {
+        for verb in row.methods.iter() {
             item.insert(
                 verb.label().to_ascii_lowercase(),
                 operation(route, verb, &doc),
             );
         }
-        if let (Some(name), Some(schema)) = (row.parameter, &doc.parameter) {
-            item.insert(
-                "parameters".to_owned(),
-                json!([{"name": name, "in": "path", "required": true, "schema": schema}]),
-            );
+        let parameters: Vec<Value> = row
+            .parameters()
+            .map(|name| {
+                let schema = doc
+                    .parameters
+                    .iter()
+                    .find(|(documented, _)| *documented == name)
+                    .map_or_else(|| json!({"type": "string"}), |(_, schema)| schema.clone());
+                json!({"name": name, "in": "path", "required": true, "schema": schema})
+            })
+            .collect();
+        if !parameters.is_empty() {
+            item.insert("parameters".to_owned(), Value::Array(parameters));
         }
         paths.insert(row.template.to_owned(), Value::Object(item));
     }
@@ -136,14 +161,20 @@ fn operation(route: Route, verb: Verb, doc: &Operation) -> Value {
     let head = verb == Verb::Head;
     let mut responses = Map::new();
     for (status, description, content) in &doc.answers {
-        responses.insert((*status).to_owned(), answer(description, content, head));
+        let extra = doc.headers.iter().filter(|(of, _, _)| of == status);
+        responses.insert(
+            (*status).to_owned(),
+            answer(description, content, head, extra),
+        );
     }
-    // The answers pulse adds itself: a bad parameter, a refused body.
+    // The answers pulse adds itself: a bad parameter, a refused body. A
+    // body method reads its body with `body::read_json`, whose refusals
+    // every such operation lists, request body documented or not.
     let mut automatic = Vec::new();
-    if doc.parameter.is_some() {
+    if !doc.parameters.is_empty() {
         automatic.push(("400", "A malformed path parameter"));
     }
-    if doc.request_body.is_some() {
+    if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) {
         automatic.extend([
             ("400", "An empty or malformed JSON body"),
             ("408", "The body did not arrive in time"),
@@ -154,7 +185,7 @@ fn operation(route: Route, verb: Verb, doc: &Operation) -> Value {
     for (status, description) in automatic {
         responses
             .entry(status)
-            .or_insert_with(|| answer(description, &Content::Error, head));
+            .or_insert_with(|| answer(description, &Content::Error, head, [].iter()));
     }
     let mut object = json!({
         "operationId": format!("{}{:?}", verb.label().to_ascii_lowercase(), route),
@@ -170,12 +201,24 @@ fn operation(route: Route, verb: Verb, doc: &Operation) -> Value {
     object
 }
 
-fn answer(description: &str, content: &Content, head: bool) -> Value {
-    let headers = json!({
+fn answer<'a>(
+    description: &str,
+    content: &Content,
+    head: bool,
+    extra_headers: impl Iterator<Item = &'a (&'static str, &'static str, &'static str)>,
+) -> Value {
+    let mut headers = json!({
         "X-Request-Id": {"$ref": "#/components/headers/X-Request-Id"},
         "traceparent": {"$ref": "#/components/headers/traceparent"},
         "Cache-Control": {"$ref": "#/components/headers/Cache-Control"},
     });
+    for (_, name, description) in extra_headers {
+        headers[*name] = json!({
+            "description": description,
+            "required": true,
+            "schema": {"type": "string"},
+        });
+    }
     let media = match content {
         _ if head => None,
         Content::Empty => None,

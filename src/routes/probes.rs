@@ -5,18 +5,19 @@ use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
+use super::RequestContext;
 use super::openapi::{Content, Operation};
-use crate::app::{App, Body, json, reply};
 use crate::build_info::BUILD;
 use crate::metrics;
+use crate::response::{Body, json, reply};
 
-pub fn health(app: &App, _: Option<&str>) -> Response<Body> {
+pub fn health(ctx: &RequestContext) -> Response<Body> {
     json(
         StatusCode::OK,
         json!({
             "status": "healthy",
             "version": BUILD.version,
-            "uptime_seconds": app.uptime().as_secs(),
+            "uptime_seconds": ctx.shared().uptime().as_secs(),
         }),
     )
 }
@@ -38,7 +39,7 @@ pub fn health_doc() -> Operation {
     )
 }
 
-pub fn livez(_: &App, _: Option<&str>) -> Response<Body> {
+pub fn livez(_: &RequestContext) -> Response<Body> {
     json(StatusCode::OK, json!({"status": "alive"}))
 }
 
@@ -50,8 +51,8 @@ pub fn livez_doc() -> Operation {
     )
 }
 
-pub fn readyz(app: &App, _: Option<&str>) -> Response<Body> {
-    if app.is_draining() {
+pub fn readyz(ctx: &RequestContext) -> Response<Body> {
+    if ctx.shared().is_draining() {
         json(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "draining"}),
@@ -71,11 +72,11 @@ pub fn readyz_doc() -> Operation {
         )
 }
 
-pub fn metrics(app: &App, _: Option<&str>) -> Response<Body> {
+pub fn metrics(ctx: &RequestContext) -> Response<Body> {
     reply(
         StatusCode::OK,
         const { HeaderValue::from_static(metrics::CONTENT_TYPE) },
-        Body::from(app.metrics().render()),
+        Body::from(ctx.shared().metrics().render()),
     )
 }
 
