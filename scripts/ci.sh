@@ -129,6 +129,7 @@ wait_for_cargo_tools() {
 stage "install prerequisites" install_prerequisites
 stage "preflight: podman, name resolution, pods, qemu" scripts/ci/preflight.sh
 stage "lint: cargo fmt, clippy -D warnings" rust_lint
+stage "modules: no import cycle in src/, none upward" python3 scripts/ci/check-module-graph.py src
 stage "test: cargo test --locked" cargo test --locked
 install_cargo_tools_in_background
 stage "fork: the README's Add-a-route steps build and serve" scripts/ci/check-readme-route.sh

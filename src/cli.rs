@@ -51,7 +51,13 @@ pub fn help_text() -> String {
     for setting in SETTINGS {
         text.push_str(&format!(
             "  {:<27} {:<7} {}\n",
-            setting.name, setting.default, setting.meaning
+            setting.name,
+            if setting.default.is_empty() {
+                "unset"
+            } else {
+                setting.default
+            },
+            setting.meaning
         ));
     }
     text.push_str("\nA bad setting exits with code 2 before pulse binds its port.\n");
@@ -77,11 +83,32 @@ mod tests {
         assert!(parse_words(&["serve", "now"]).is_err());
     }
 
+    /// The help and the README's configuration table name the same
+    /// settings with the same defaults.
     #[test]
-    fn help_lists_every_setting() {
+    fn help_lists_the_settings_of_the_readme_table() {
         let help = help_text();
-        for setting in SETTINGS {
-            assert!(help.contains(setting.name), "{}", setting.name);
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README has a Configuration section");
+        let mut rows = 0;
+        for line in section.lines().filter(|line| line.starts_with("| `")) {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let name = cells[0].trim_start_matches("| ").trim_matches('`');
+            let default = cells[1].trim_matches('`');
+            let listed = help
+                .lines()
+                .find(|help_line| help_line.split_whitespace().next() == Some(name))
+                .unwrap_or_else(|| panic!("pulse --help does not list {name}"));
+            assert!(
+                listed.split_whitespace().nth(1) == Some(default),
+                "{name}: the README says {default}, pulse --help says {listed:?}"
+            );
+            rows += 1;
         }
+        assert_eq!(rows, SETTINGS.len(), "the README table has {rows} rows");
     }
 }

@@ -627,9 +627,17 @@ mod tests {
     #[test]
     fn defaults_are_safe_and_fit_podmans_stop_timeout() {
         let c = config(&[]).unwrap();
-        assert_eq!(c, Config::default());
-        assert!(!c.fault_injection);
+        assert_eq!(c.host, IpAddr::from([0, 0, 0, 0]));
         assert_eq!(c.port, 8080);
+        assert_eq!(c.log_filter, "info");
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(!c.fault_injection);
+        assert!(c.h2c);
+        assert_eq!(c.max_connections, 1024);
+        assert_eq!(c.span_export, None);
+        assert_eq!(c.drain_delay, Duration::from_secs(3));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert!(c.drain_delay + c.shutdown_timeout < Duration::from_secs(10));
     }
 
