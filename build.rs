@@ -3,6 +3,10 @@
 //!
 //! `PULSE_GIT_COMMIT` overrides the commit for builds without `.git` (a
 //! container build context, a source tarball); without either it is `unknown`.
+//!
+//! It also lists the files of `tests/api/` as modules of the `api` test
+//! binary (`tests/api/main.rs` includes the list), so a new test file runs
+//! without a `mod` line anyone could forget.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +34,37 @@ fn main() {
     println!("cargo:rustc-env=PULSE_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=PULSE_RUSTC_VERSION={rustc_version}");
     println!("cargo:rustc-env=PULSE_TARGET={target}");
+
+    write_api_test_modules();
+}
+
+/// `$OUT_DIR/api_test_modules.rs`: a `mod` item for every `tests/api/*.rs`
+/// but `main.rs`. Empty where there is no `tests/api` (a container build).
+fn write_api_test_modules() {
+    let folder = Path::new("tests/api");
+    let mut modules = String::new();
+    if let Ok(entries) = std::fs::read_dir(folder) {
+        // A directory watched: cargo reruns this when a file in it changes.
+        println!("cargo:rerun-if-changed=tests/api");
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
+            .filter(|path| path.file_stem().is_some_and(|stem| stem != "main"))
+            .collect();
+        files.sort();
+        for path in files {
+            let Some(name) = path.file_stem().and_then(|stem| stem.to_str()) else {
+                continue;
+            };
+            let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
+            modules.push_str(&format!("#[path = {:?}]\nmod {name};\n", absolute.display().to_string()));
+        }
+    }
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let written = Path::new(&out).join("api_test_modules.rs");
+    if std::fs::read_to_string(&written).ok().as_deref() != Some(modules.as_str()) {
+        std::fs::write(&written, modules).expect("OUT_DIR is writable");
+    }
 }
 
 fn command_output(program: &str, args: &[&str]) -> Option<String> {
