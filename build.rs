@@ -57,7 +57,10 @@ fn write_api_test_modules() {
                 continue;
             };
             let absolute = std::fs::canonicalize(&path).unwrap_or(path.clone());
-            modules.push_str(&format!("#[path = {:?}]\nmod {name};\n", absolute.display().to_string()));
+            modules.push_str(&format!(
+                "#[path = {:?}]\nmod {name};\n",
+                absolute.display().to_string()
+            ));
         }
     }
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");

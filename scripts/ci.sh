@@ -132,7 +132,7 @@ stage "lint: cargo fmt, clippy -D warnings" rust_lint
 stage "modules: no import cycle in src/, none upward" python3 scripts/ci/check-module-graph.py src
 stage "test: cargo test --locked" cargo test --locked
 install_cargo_tools_in_background
-stage "fork: the README's Add-a-route steps build and serve" scripts/ci/check-readme-route.sh
+stage "fork: the README's two Add-a-route examples, verbatim, build, serve, stay in their files" scripts/ci/check-readme-route.sh
 stage "build: static x86_64 musl binary" scripts/build/static.sh x86_64-unknown-linux-musl
 stage "build: static aarch64 musl binary + qemu smoke" scripts/build/smoke-arm64.sh
 stage "metrics: promtool check metrics" scripts/ci/check-metrics.sh

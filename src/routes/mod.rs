@@ -236,6 +236,10 @@ macro_rules! verb_bits {
     (OPTIONS) => {
         Verb::Options.bit()
     };
+    // Any other name: `MethodOfARow` makes it a compile error at the row.
+    ($other:ident) => {
+        0
+    };
 }
 use verb_bits;
 

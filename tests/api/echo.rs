@@ -153,3 +153,13 @@ async fn a_body_that_never_arrives_times_out_with_408() {
     let answer = raw(app.addr, head.as_bytes().to_vec(), Duration::from_secs(3)).await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// The helper a fork's body routes test with (`post_json`) sends what
+/// `/echo` reads.
+#[tokio::test]
+async fn post_json_sends_a_json_body() {
+    let app = spawn_app(Config::default()).await;
+    let answer = crate::helpers::post_json(app.addr, "/echo", "[1, 2]").await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.body, "[1,2]");
+}

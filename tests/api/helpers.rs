@@ -152,6 +152,18 @@ pub async fn call(addr: SocketAddr, method: &str, path: &str) -> Answer {
     .await
 }
 
+/// POSTs `json` with `Content-Type: application/json`.
+pub async fn post_json(addr: SocketAddr, path: &str, json: &str) -> Answer {
+    send(
+        addr,
+        request("POST", addr, path)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(Bytes::from(json.to_owned())))
+            .unwrap(),
+    )
+    .await
+}
+
 /// Writes raw bytes and reads until the server closes or `timeout` passes.
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
     exchange_raw(addr, bytes, timeout, false)
