@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::Response;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -34,10 +35,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::connection::{Busy, Connections, Registration};
+use crate::connection::{Activity, Busy, Connections, Registration};
 use crate::executor::{self, Handed, Streams};
 use crate::logging::Peer;
-use crate::metrics::ConnectionError;
+use crate::metrics::{ConnectionError, GaugeGuard};
 use crate::response::{Body, Handling};
 use crate::service::Service;
 
@@ -307,132 +308,178 @@ fn spawn_connection(
     if let Err(e) = stream.set_nodelay(true) {
         log::debug!("cannot set TCP_NODELAY for {remote}: {e}");
     }
-    let http = Arc::clone(http);
-    let open = service.shared().metrics().track_connection();
-    let (connection_service, watchdog_service) = (Arc::clone(service), Arc::clone(service));
-    let idle_timeout = service.shared().config().header_read_timeout;
     let activity = Arc::clone(&registration.activity);
     // Resolves (with an error) when the connection task ends, so the
     // watchdog stops with it instead of sleeping on.
     let (ended, connection_ended) = oneshot::channel::<()>();
-    let service = {
-        let service = Arc::clone(service);
-        let peer = Peer::new(remote);
-        let activity = Arc::clone(&activity);
-        service_fn(move |request| {
-            let received = Instant::now();
-            activity.active_at(received);
-            let handling = service.answer(request, peer, received);
-            // A ready answer was complete before `answer` returned:
-            // the connection is idle again, and `active_at` was its mark. Only
-            // an answer still pending keeps the connection busy; a ready one
-            // saves the mark's clock reading and four atomic operations.
-            let busy = match handling {
-                Handling::Ready(_) => None,
-                Handling::Pending(_) => Some(Busy::new(&activity)),
-            };
-            Infallibly {
-                handling,
-                _busy: busy,
-            }
-        })
+    // Held by the connection task until the connection is gone.
+    let held = Held {
+        _slot: permit,
+        _open: service.shared().metrics().track_connection(),
+        _ended: ended,
+        registered: registration,
     };
-    let connection = tokio::spawn({
-        let activity = Arc::clone(&activity);
-        async move {
-            let _slot = permit;
-            let _open = open;
-            let _ended = ended;
-            let _registered = registration;
-            let mut connection = pin!(
-                http.serve_connection(TokioIo::new(stream), service)
-                    .into_owned()
-            );
-            let mut closing = false;
-            let mut handed = Handed::default();
-            let result = std::future::poll_fn(|cx| {
-                // Asked to close by shutdown or by the idle watchdog.
-                if !closing && activity.close_requested(cx) {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-                executor::poll_connection(connection.as_mut(), &mut handed, cx)
-            })
-            .await;
-            if let Err(e) = result {
-                let reason = ConnectionError::of(&*e);
-                activity.count_error(connection_service.shared().metrics(), reason);
-                log::debug!(
-                    target: "pulse::connection",
-                    remote:% = remote,
-                    reason = reason.label();
-                    "connection ended with an error: {e}"
-                );
-            }
+    let connection = tokio::spawn(serve_connection(
+        Arc::clone(http),
+        Arc::clone(service),
+        stream,
+        remote,
+        held,
+    ));
+    tokio::spawn(watch_idle(
+        Arc::clone(service),
+        activity,
+        remote,
+        connection.abort_handle(),
+        connection_ended,
+    ));
+}
+
+/// What a connection holds while it is open: its slot under the cap, the
+/// open-connections gauge, the signal to its watchdog, its registration.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _open: GaugeGuard,
+    _ended: oneshot::Sender<()>,
+    registered: Registration,
+}
+
+/// Serves one connection until it closes: asked to by shutdown or by the
+/// idle watchdog, it finishes its requests first (HTTP/2: GOAWAY).
+async fn serve_connection(
+    http: Arc<auto::Builder<Streams>>,
+    service: Arc<dyn Service>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    held: Held,
+) {
+    let activity = Arc::clone(&held.registered.activity);
+    let answer = answer_requests(&service, &activity, remote);
+    let mut connection = pin!(
+        http.serve_connection(TokioIo::new(stream), answer)
+            .into_owned()
+    );
+    let mut closing = false;
+    let mut handed = Handed::default();
+    let result = std::future::poll_fn(|cx| {
+        if !closing && activity.close_requested(cx) {
+            closing = true;
+            connection.as_mut().graceful_shutdown();
         }
-    });
-    // SECURITY: the idle watchdog. A connection with no request in flight
-    // for the idle timeout is asked to close (HTTP/2: GOAWAY) and cut after
-    // a short grace. It covers what hyper's own timers do not: HTTP/2
-    // connections, which hyper never closes while the client answers pings,
-    // and connections that never complete a first request head (protocol
-    // detection has no timeout). A separate task, so that the connection's
-    // own future is not slowed by polling a timer on every wake-up.
-    let abort = connection.abort_handle();
-    tokio::spawn(async move {
-        let mut connection_ended = pin!(connection_ended);
-        let mut evicted = pin!(activity.evict.notified());
-        let evicted = loop {
-            let wait = match activity.idle_for() {
-                Some(idle) if idle >= idle_timeout => break false,
-                Some(idle) => idle_timeout - idle,
-                None => idle_timeout,
-            };
-            tokio::select! {
-                _ = connection_ended.as_mut() => return,
-                () = evicted.as_mut() => break true,
-                () = tokio::time::sleep(wait) => {}
-            }
+        executor::poll_connection(connection.as_mut(), &mut handed, cx)
+    })
+    .await;
+    if let Err(e) = result {
+        let reason = ConnectionError::of(&*e);
+        activity.count_error(service.shared().metrics(), reason);
+        log::debug!(
+            target: "pulse::connection",
+            remote:% = remote,
+            reason = reason.label();
+            "connection ended with an error: {e}"
+        );
+    }
+    drop(held);
+}
+
+/// The hyper service of one connection: each request marks the connection
+/// active and goes to the `Service`.
+fn answer_requests(
+    service: &Arc<dyn Service>,
+    activity: &Arc<Activity>,
+    remote: SocketAddr,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = Infallibly,
+> + use<> {
+    let service = Arc::clone(service);
+    let activity = Arc::clone(activity);
+    let peer = Peer::new(remote);
+    service_fn(move |request| {
+        let received = Instant::now();
+        activity.active_at(received);
+        let handling = service.answer(request, peer, received);
+        // A ready answer was complete before `answer` returned: the
+        // connection is idle again, and `active_at` was its mark. Only an
+        // answer still pending keeps the connection busy; a ready one saves
+        // the mark's clock reading and four atomic operations.
+        let busy = match handling {
+            Handling::Ready(_) => None,
+            Handling::Pending(_) => Some(Busy::new(&activity)),
         };
-        if evicted {
-            log::debug!(
-                target: "pulse::connection",
-                remote:% = remote;
-                "closing the connection idle longest: every slot is taken and a new client waits"
-            );
-        } else if !activity.served.load(Ordering::Relaxed) {
-            // It never completed a request head: a silent or slowloris client.
-            activity.count_error(
-                watchdog_service.shared().metrics(),
-                ConnectionError::HeaderTimeout,
-            );
-            log::debug!(
-                target: "pulse::connection",
-                remote:% = remote,
-                reason = ConnectionError::HeaderTimeout.label();
-                "closing connection: no request head within {}",
-                seconds(idle_timeout)
-            );
-        } else {
-            log::debug!(
-                target: "pulse::connection",
-                remote:% = remote;
-                "closing connection: no request in flight for {}",
-                seconds(idle_timeout)
-            );
+        Infallibly {
+            handling,
+            _busy: busy,
         }
-        activity.request_close();
+    })
+}
+
+/// SECURITY: the idle watchdog. A connection with no request in flight
+/// for the idle timeout is asked to close (HTTP/2: GOAWAY) and cut after
+/// a short grace. It covers what hyper's own timers do not: HTTP/2
+/// connections, which hyper never closes while the client answers pings,
+/// and connections that never complete a first request head (protocol
+/// detection has no timeout). A separate task, so that the connection's
+/// own future is not slowed by polling a timer on every wake-up.
+async fn watch_idle(
+    service: Arc<dyn Service>,
+    activity: Arc<Activity>,
+    remote: SocketAddr,
+    abort: tokio::task::AbortHandle,
+    connection_ended: oneshot::Receiver<()>,
+) {
+    let idle_timeout = service.shared().config().header_read_timeout;
+    let mut connection_ended = pin!(connection_ended);
+    let mut evicted = pin!(activity.evict.notified());
+    let evicted = loop {
+        let wait = match activity.idle_for() {
+            Some(idle) if idle >= idle_timeout => break false,
+            Some(idle) => idle_timeout - idle,
+            None => idle_timeout,
+        };
         tokio::select! {
-            _ = connection_ended.as_mut() => {}
-            () = tokio::time::sleep(IDLE_CLOSE_GRACE) => {
-                // Cut a client that ignores GOAWAY, but never a request that
-                // arrived meanwhile: graceful_shutdown lets that one finish.
-                if activity.idle_for().is_some() {
-                    abort.abort();
-                }
+            _ = connection_ended.as_mut() => return,
+            () = evicted.as_mut() => break true,
+            () = tokio::time::sleep(wait) => {}
+        }
+    };
+    if evicted {
+        log::debug!(
+            target: "pulse::connection",
+            remote:% = remote;
+            "closing the connection idle longest: every slot is taken and a new client waits"
+        );
+    } else if !activity.served.load(Ordering::Relaxed) {
+        // It never completed a request head: a silent or slowloris client.
+        activity.count_error(service.shared().metrics(), ConnectionError::HeaderTimeout);
+        log::debug!(
+            target: "pulse::connection",
+            remote:% = remote,
+            reason = ConnectionError::HeaderTimeout.label();
+            "closing connection: no request head within {}",
+            seconds(idle_timeout)
+        );
+    } else {
+        log::debug!(
+            target: "pulse::connection",
+            remote:% = remote;
+            "closing connection: no request in flight for {}",
+            seconds(idle_timeout)
+        );
+    }
+    activity.request_close();
+    tokio::select! {
+        _ = connection_ended.as_mut() => {}
+        () = tokio::time::sleep(IDLE_CLOSE_GRACE) => {
+            // Cut a client that ignores GOAWAY, but never a request that
+            // arrived meanwhile: graceful_shutdown lets that one finish.
+            if activity.idle_for().is_some() {
+                abort.abort();
             }
         }
-    });
+    }
 }
 
 /// Hands an answer to hyper, which wants a `Result`, and keeps a pending
