@@ -216,113 +216,172 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// status, and a broken collector must not make it buffer without bound.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// The exporter task: batches of spans out to the collector until `stop`
+/// says so, then what is left within the deadline it carries.
 async fn export_loop(
-    mut queue: mpsc::Receiver<FinishedSpan>,
-    mut stop: watch::Receiver<Option<Instant>>,
+    queue: mpsc::Receiver<FinishedSpan>,
+    stop: watch::Receiver<Option<Instant>>,
     settings: ExportSettings,
     counters: SpanCounters,
 ) {
-    let resource = resource_json(&settings);
-    let mut client = Client::new(settings.endpoint.clone(), settings.timeout);
-    let mut batch = Vec::with_capacity(settings.max_batch_size);
-    // The last request body's buffer, written over by the next batch. A
-    // full batch encodes to about 300 KB, which musl's malloc maps and
-    // unmaps on every allocation that large: allocated per batch, its pages
-    // faulted in afresh each time, 0.14 page faults per exported span.
-    let mut buffer = Vec::new();
-    let mut backoff = FIRST_BACKOFF;
-    let mut failing_since: Option<Instant> = None;
+    let mut export = Export {
+        resource: resource_json(&settings),
+        client: Client::new(settings.endpoint.clone(), settings.timeout),
+        queue,
+        stop,
+        counters,
+        buffer: Vec::new(),
+        backoff: FIRST_BACKOFF,
+        failing_since: None,
+        settings,
+    };
+    let mut batch = Vec::with_capacity(export.settings.max_batch_size);
     loop {
-        // Fill a batch until it is full or its first span has waited long
-        // enough. `recv_many` takes every queued span at once, and the
-        // timer is set once per batch, not once per span.
-        let mut flush_at = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
-        let stopped = loop {
-            let room = settings.max_batch_size - batch.len();
-            tokio::select! {
-                biased;
-                _ = stop.changed() => break true,
-                received = queue.recv_many(&mut batch, room) => {
-                    if received == 0 {
-                        break true; // every sender is gone: the App was dropped
-                    }
-                    if batch.len() == received {
-                        flush_at.as_mut().reset(tokio::time::Instant::now() + settings.schedule_delay);
-                    }
-                    if batch.len() >= settings.max_batch_size {
-                        break false;
-                    }
-                }
-                () = &mut flush_at, if !batch.is_empty() => break false,
-            }
-        };
-        if stopped {
-            let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);
-            flush_at_shutdown(
-                &mut queue,
-                batch,
-                &mut client,
-                &resource,
-                &settings,
-                &counters,
-                deadline,
-            )
-            .await;
+        if export.fill(&mut batch).await == Filled::Stopped {
+            export.shutdown(batch).await;
             return;
         }
+        if export.send(&mut batch).await == Sent::Stopped {
+            export.shutdown(Vec::new()).await;
+            return;
+        }
+    }
+}
 
-        let (body, encoded) = share(encode(&batch, &resource, std::mem::take(&mut buffer)));
-        let count = batch.len() as u64;
-        batch.clear();
-        for attempt in 1..=MAX_ATTEMPTS {
-            match client.post(body.clone()).await {
-                Ok(()) => {
-                    counters.exported.inc_by(count);
-                    if let Some(since) = failing_since.take() {
-                        log::info!(
-                            "span export to {} works again after {}s",
-                            settings.endpoint,
-                            since.elapsed().as_secs()
-                        );
+/// The exporter task's state between batches.
+struct Export {
+    queue: mpsc::Receiver<FinishedSpan>,
+    stop: watch::Receiver<Option<Instant>>,
+    settings: ExportSettings,
+    counters: SpanCounters,
+    resource: Vec<u8>,
+    client: Client,
+    /// The last request body's buffer, written over by the next batch
+    /// (`allocation` explains why).
+    buffer: Vec<u8>,
+    backoff: Duration,
+    failing_since: Option<Instant>,
+}
+
+#[derive(PartialEq, Eq)]
+enum Filled {
+    Ready,
+    Stopped,
+}
+
+#[derive(PartialEq, Eq)]
+enum Sent {
+    /// Exported, or given up on and counted as dropped.
+    Done,
+    /// Shutdown began while backing off; the batch is counted as dropped.
+    Stopped,
+}
+
+impl Export {
+    /// Fills `batch` until it is full or its first span has waited long
+    /// enough. `recv_many` takes every queued span at once, and the timer
+    /// is set once per batch, not once per span.
+    async fn fill(&mut self, batch: &mut Vec<FinishedSpan>) -> Filled {
+        let mut flush_at = std::pin::pin!(tokio::time::sleep(Duration::MAX / 4));
+        loop {
+            let room = self.settings.max_batch_size - batch.len();
+            tokio::select! {
+                biased;
+                _ = self.stop.changed() => return Filled::Stopped,
+                received = self.queue.recv_many(batch, room) => {
+                    if received == 0 {
+                        return Filled::Stopped; // every sender is gone: the App was dropped
                     }
-                    backoff = FIRST_BACKOFF;
-                    break;
+                    if batch.len() == received {
+                        flush_at.as_mut().reset(tokio::time::Instant::now() + self.settings.schedule_delay);
+                    }
+                    if batch.len() >= self.settings.max_batch_size {
+                        return Filled::Ready;
+                    }
                 }
-                Err(error) => {
-                    counters.failures.inc();
-                    if failing_since.is_none() {
-                        failing_since = Some(Instant::now());
-                        log::warn!(
-                            "span export to {} failed: {error}; retrying with backoff, spans are dropped and counted while it fails",
-                            settings.endpoint
-                        );
-                    }
-                    let last = attempt == MAX_ATTEMPTS || !error.is_retryable();
-                    if last {
-                        counters.dropped(SpanDrop::ExportFailed).inc_by(count);
-                    }
-                    // Back off before the next attempt, or before the next
-                    // batch after a failed one; the queue absorbs (or drops)
-                    // what arrives meanwhile.
-                    tokio::select! {
-                        _ = stop.changed() => {
-                            if !last {
-                                counters.dropped(SpanDrop::Shutdown).inc_by(count);
-                            }
-                            let deadline = (*stop.borrow()).unwrap_or_else(Instant::now);
-                            flush_at_shutdown(&mut queue, Vec::new(), &mut client, &resource, &settings, &counters, deadline).await;
-                            return;
-                        }
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    if last {
-                        break;
-                    }
-                }
+                () = &mut flush_at, if !batch.is_empty() => return Filled::Ready,
             }
         }
-        buffer = reclaim(body, encoded);
+    }
+
+    /// Sends one batch, retrying with backoff, and empties it.
+    async fn send(&mut self, batch: &mut Vec<FinishedSpan>) -> Sent {
+        let buffer = std::mem::take(&mut self.buffer);
+        let (body, encoded) = share(encode(batch, &self.resource, buffer));
+        let count = batch.len() as u64;
+        batch.clear();
+        let mut outcome = Sent::Done;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let error = match self.client.post(body.clone()).await {
+                Ok(()) => {
+                    self.exported(count);
+                    break;
+                }
+                Err(error) => error,
+            };
+            let last = attempt == MAX_ATTEMPTS || !error.is_retryable();
+            self.failed(&error, count, last);
+            // Back off before the next attempt, or before the next batch
+            // after a failed one; the queue absorbs (or drops) what
+            // arrives meanwhile.
+            tokio::select! {
+                _ = self.stop.changed() => {
+                    if !last {
+                        self.counters.dropped(SpanDrop::Shutdown).inc_by(count);
+                    }
+                    outcome = Sent::Stopped;
+                    break;
+                }
+                () = tokio::time::sleep(self.backoff) => {}
+            }
+            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            if last {
+                break;
+            }
+        }
+        self.buffer = reclaim(body, encoded);
+        outcome
+    }
+
+    fn exported(&mut self, count: u64) {
+        self.counters.exported.inc_by(count);
+        if let Some(since) = self.failing_since.take() {
+            log::info!(
+                "span export to {} works again after {}s",
+                self.settings.endpoint,
+                since.elapsed().as_secs()
+            );
+        }
+        self.backoff = FIRST_BACKOFF;
+    }
+
+    fn failed(&mut self, error: &ExportError, count: u64, last: bool) {
+        self.counters.failures.inc();
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            log::warn!(
+                "span export to {} failed: {error}; retrying with backoff, spans are dropped and counted while it fails",
+                self.settings.endpoint
+            );
+        }
+        if last {
+            self.counters.dropped(SpanDrop::ExportFailed).inc_by(count);
+        }
+    }
+
+    /// Sends what is left within the deadline shutdown gave.
+    async fn shutdown(mut self, batch: Vec<FinishedSpan>) {
+        let deadline = (*self.stop.borrow()).unwrap_or_else(Instant::now);
+        flush_at_shutdown(
+            &mut self.queue,
+            batch,
+            &mut self.client,
+            &self.resource,
+            &self.settings,
+            &self.counters,
+            deadline,
+        )
+        .await;
     }
 }
 
