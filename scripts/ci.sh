@@ -131,6 +131,7 @@ stage "preflight: podman, name resolution, pods, qemu" scripts/ci/preflight.sh
 stage "lint: cargo fmt, clippy -D warnings" rust_lint
 stage "modules: no import cycle in src/, none upward" python3 scripts/ci/check-module-graph.py src
 stage "test: cargo test --locked" cargo test --locked
+stage "test: the timing and load tests (cargo test -- --ignored)" cargo test --locked -- --ignored
 install_cargo_tools_in_background
 stage "fork: the README's two Add-a-route examples, verbatim, build, serve, stay in their files" scripts/ci/check-readme-route.sh
 stage "build: static x86_64 musl binary" scripts/build/static.sh x86_64-unknown-linux-musl

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+// tokio's clock, which is the system's monotonic clock in a build (no cost),
+// and which a test can pause and advance: the idle watchdog is tested that way.
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::lock;
 use crate::metrics::{ConnectionError, Metrics};

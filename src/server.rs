@@ -23,7 +23,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -398,9 +398,9 @@ fn answer_requests(
     let activity = Arc::clone(activity);
     let peer = Peer::new(remote);
     service_fn(move |request| {
-        let received = Instant::now();
+        let received = tokio::time::Instant::now();
         activity.active_at(received);
-        let handling = service.answer(request, peer, received);
+        let handling = service.answer(request, peer, received.into_std());
         // A ready answer was complete before `answer` returned: the
         // connection is idle again, and `active_at` was its mark. Only an
         // answer still pending keeps the connection busy; a ready one saves
@@ -501,4 +501,195 @@ impl Future for Infallibly {
 
 fn seconds(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
+}
+
+/// The watchdog, eviction and the drain, on tokio's paused clock: the
+/// runtime moves time on only when every task waits, so what happens at a
+/// timeout is checked without sleeping and without racing the machine's
+/// load. (The same behaviours over real sockets are in `tests/api`'s
+/// timing tests.)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const IDLE: Duration = Duration::from_secs(10);
+
+    /// Ends the test process if a test takes 30 s of real time: on the
+    /// paused clock, a task that loops without waiting stops time for good,
+    /// and the test would hang instead of failing.
+    struct WallClockLimit(#[allow(dead_code)] std::sync::mpsc::Sender<()>);
+
+    impl WallClockLimit {
+        fn new(test: &'static str) -> WallClockLimit {
+            let (done, finished) = std::sync::mpsc::channel::<()>();
+            std::thread::spawn(move || {
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    finished.recv_timeout(Duration::from_secs(30))
+                {
+                    eprintln!("{test}: still running after 30 s of real time; aborting");
+                    std::process::abort();
+                }
+            });
+            WallClockLimit(done)
+        }
+    }
+
+    fn app() -> Arc<dyn Service> {
+        Arc::new(App::new(Config {
+            header_read_timeout: IDLE,
+            ..Config::default()
+        }))
+    }
+
+    /// A stand-in for a connection task: runs until aborted.
+    fn connection() -> tokio::task::JoinHandle<()> {
+        tokio::spawn(std::future::pending())
+    }
+
+    fn remote() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9))
+    }
+
+    /// Whether the watchdog asked the connection to close.
+    fn asked_to_close(activity: &Activity) -> bool {
+        activity.close_requested(&Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_asked_to_close_at_the_timeout_then_cut() {
+        let _limit =
+            WallClockLimit::new("an_idle_connection_is_asked_to_close_at_the_timeout_then_cut");
+        let connections = Arc::new(Connections::default());
+        let registration = connections.register();
+        let activity = Arc::clone(&registration.activity);
+        let task = connection();
+        let (_ended, connection_ended) = oneshot::channel::<()>();
+        tokio::spawn(watch_idle(
+            app(),
+            Arc::clone(&activity),
+            remote(),
+            task.abort_handle(),
+            connection_ended,
+        ));
+        tokio::time::sleep(IDLE - Duration::from_millis(1)).await;
+        assert!(!asked_to_close(&activity), "closed before the timeout");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(asked_to_close(&activity), "still open after the timeout");
+        // A client that ignores the request is cut after the grace.
+        let cut = tokio::time::timeout(IDLE_CLOSE_GRACE + Duration::from_millis(1), task).await;
+        assert!(
+            cut.is_ok_and(|ended| ended.is_err_and(|e| e.is_cancelled())),
+            "not cut after the grace"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_keeps_its_connection_open_past_the_timeout() {
+        let _limit =
+            WallClockLimit::new("a_request_in_flight_keeps_its_connection_open_past_the_timeout");
+        let connections = Arc::new(Connections::default());
+        let registration = connections.register();
+        let activity = Arc::clone(&registration.activity);
+        let task = connection();
+        let (_ended, connection_ended) = oneshot::channel::<()>();
+        let busy = Busy::new(&activity);
+        tokio::spawn(watch_idle(
+            app(),
+            Arc::clone(&activity),
+            remote(),
+            task.abort_handle(),
+            connection_ended,
+        ));
+        tokio::time::sleep(3 * IDLE).await;
+        assert!(
+            !asked_to_close(&activity),
+            "closed with a request in flight"
+        );
+        // Idle from the moment the answer is handed over.
+        drop(busy);
+        tokio::time::sleep(IDLE - Duration::from_millis(1)).await;
+        assert!(!asked_to_close(&activity));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert!(asked_to_close(&activity));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_the_cap_the_connection_idle_longest_is_evicted_at_once() {
+        let _limit =
+            WallClockLimit::new("at_the_cap_the_connection_idle_longest_is_evicted_at_once");
+        let connections = Arc::new(Connections::default());
+        let (older, newer, busy) = (
+            connections.register(),
+            connections.register(),
+            connections.register(),
+        );
+        let mut watchdogs = Vec::new();
+        for registration in [&older, &newer, &busy] {
+            let (ended, connection_ended) = oneshot::channel::<()>();
+            watchdogs.push(ended);
+            tokio::spawn(watch_idle(
+                app(),
+                Arc::clone(&registration.activity),
+                remote(),
+                connection().abort_handle(),
+                connection_ended,
+            ));
+        }
+        let _in_flight = Busy::new(&busy.activity);
+        // `older` went idle first; `newer` served a request 2 s later.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        newer.activity.active_at(tokio::time::Instant::now());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(connections.evict_longest_idle());
+        tokio::task::yield_now().await;
+        assert!(
+            asked_to_close(&older.activity),
+            "the one idle longest stays"
+        );
+        assert!(!asked_to_close(&newer.activity));
+        assert!(!asked_to_close(&busy.activity));
+        // With every connection busy, nothing is evicted.
+        let only_busy = Arc::new(Connections::default());
+        let registration = only_busy.register();
+        let _busy = Busy::new(&registration.activity);
+        assert!(!only_busy.evict_longest_idle());
+    }
+
+    /// SIGTERM: draining at once, serving for the drain delay, then gone;
+    /// Ctrl-C skips the delay.
+    #[tokio::test(start_paused = true)]
+    async fn terminate_drains_for_the_delay_and_interrupt_does_not() {
+        let _limit = WallClockLimit::new("terminate_drains_for_the_delay_and_interrupt_does_not");
+        for (request, expected) in [
+            (ShutdownRequest::Terminate, Duration::from_secs(3)),
+            (ShutdownRequest::Interrupt, Duration::ZERO),
+        ] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let app = App::new(Config {
+                drain_delay: Duration::from_secs(3),
+                ..Config::default()
+            });
+            let watched = app.clone();
+            let started = tokio::time::Instant::now();
+            let (stop, stopped) = oneshot::channel();
+            let server = tokio::spawn(serve(listener, app, async move {
+                stopped.await.unwrap_or(ShutdownRequest::Interrupt)
+            }));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert!(!watched.is_draining());
+            stop.send(request).unwrap();
+            tokio::task::yield_now().await;
+            assert!(watched.is_draining(), "{request:?}: readiness did not flip");
+            tokio::time::timeout(Duration::from_secs(60), server)
+                .await
+                .expect("serve returned")
+                .unwrap();
+            let took = started.elapsed() - Duration::from_secs(1);
+            assert!(
+                took >= expected && took < expected + Duration::from_millis(100),
+                "{request:?}: serve returned after {took:?}, expected {expected:?}"
+            );
+        }
+    }
 }

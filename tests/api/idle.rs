@@ -91,16 +91,19 @@ async fn fresh_client_is_served_despite_idlers(version: Version) {
 }
 
 #[tokio::test]
+#[ignore = "timing: scripts/ci.sh runs it in its timing stage (cargo test -- --ignored)"]
 async fn idle_h2c_clients_cannot_hold_the_connection_cap() {
     fresh_client_is_served_despite_idlers(Version::HTTP_2).await;
 }
 
 #[tokio::test]
+#[ignore = "timing: scripts/ci.sh runs it in its timing stage (cargo test -- --ignored)"]
 async fn idle_http1_keep_alive_clients_cannot_hold_the_connection_cap() {
     fresh_client_is_served_despite_idlers(Version::HTTP_11).await;
 }
 
 #[tokio::test]
+#[ignore = "timing: scripts/ci.sh runs it in its timing stage (cargo test -- --ignored)"]
 async fn a_connection_with_a_request_in_flight_is_not_idle() {
     // /delay/3000 outlives the 2 s idle timeout on an h2c connection: the
     // request is answered, not cut.
