@@ -34,6 +34,7 @@ pub fn response_header_map() -> HeaderMap {
 /// Puts this thread's spare header map (or a new one) into `headers`.
 /// Why: a keep-alive HTTP/1 connection then allocates no header map at all
 /// (docs/performance.md#reused-header-maps).
+#[inline]
 pub fn reuse_response_map(headers: &mut HeaderMap) {
     let spare = SPARE_HEADERS.take().unwrap_or_else(response_header_map);
     dispose(std::mem::replace(headers, spare));
@@ -44,6 +45,7 @@ pub fn reuse_response_map(headers: &mut HeaderMap) {
 /// freed with this request's response.
 /// Why: freed at once, h2's small request maps emptied a musl run per burst
 /// of streams (docs/performance.md#reused-header-maps).
+#[inline]
 pub fn recycle_headers(mut headers: HeaderMap) -> Option<HeaderMap> {
     headers.clear();
     if headers.capacity() >= RESPONSE_HEADERS {
@@ -58,6 +60,7 @@ pub fn recycle_headers(mut headers: HeaderMap) -> Option<HeaderMap> {
 /// (what `HeaderMap::new` and `take` leave behind): about 60 instructions
 /// of checks that find nothing to free. Checked, not assumed: a map with
 /// room is dropped as usual.
+#[inline]
 pub fn dispose(map: HeaderMap) {
     if map.capacity() == 0 {
         std::mem::forget(map);
@@ -70,6 +73,7 @@ pub fn dispose(map: HeaderMap) {
 /// this thread made cloned when the length repeats.
 /// Why: left to hyper, two allocations and two frees per response
 /// (docs/performance.md#http2-content-length).
+#[inline]
 pub fn http2_content_length(length: u64) -> HeaderValue {
     thread_local! {
         static LAST: RefCell<(u64, HeaderValue)> =
@@ -97,6 +101,7 @@ pub const ID_TEXT_BLOCK_BYTES: usize = 1024;
 /// `text` as shared bytes: in one allocation with the request's header map
 /// that [`recycle_headers`] handed back, so that the map is freed with the
 /// response's headers; else carved from this thread's block of id text.
+#[inline]
 pub fn shared_text<const N: usize>(text: &[u8; N], request_headers: Option<HeaderMap>) -> Bytes {
     match request_headers {
         None => carve_id_text(text),

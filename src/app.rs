@@ -117,7 +117,10 @@ impl App {
         self.handle_received(request, remote, Instant::now())
     }
 
-    /// [`App::handle`], for a request that arrived at `received`.
+    /// [`App::handle`], for a request that arrived at `received`. Inlined
+    /// into [`Service::answer`]: a call would copy the request and the
+    /// answer (a `memcpy` each, about 50 instructions apiece).
+    #[inline(always)]
     fn handle_received<B>(
         &self,
         request: Request<B>,
@@ -186,7 +189,9 @@ impl App {
     }
 
     /// What `finish` needs to know of a request: its ids, read in one pass
-    /// over the headers, and its trace context.
+    /// over the headers, and its trace context. Inlined, so the exchange is
+    /// built in place rather than copied out.
+    #[inline(always)]
     fn exchange(
         &self,
         request: &hyper::http::request::Parts,

@@ -110,13 +110,14 @@ pub async fn run(
 }
 
 /// Serves an already built app (or any [`Service`], such as the alert log);
-/// see the module docs for the shutdown steps.
-pub async fn serve(
+/// see the module docs for the shutdown steps. Generic, not `dyn`: see
+/// `service.rs`.
+pub async fn serve<S: Service>(
     listener: TcpListener,
-    service: impl Service,
+    service: S,
     shutdown: impl Future<Output = ShutdownRequest>,
 ) {
-    let service: Arc<dyn Service> = Arc::new(service);
+    let service: Arc<S> = Arc::new(service);
     let config = service.shared().config().clone();
     let http = Arc::new(http_builder(&config));
     let permits = Arc::new(Semaphore::new(config.max_connections));
@@ -296,9 +297,9 @@ fn warn_rate_limited(error: &std::io::Error) {
     }
 }
 
-fn spawn_connection(
+fn spawn_connection<S: Service>(
     http: &Arc<auto::Builder<Streams>>,
-    service: &Arc<dyn Service>,
+    service: &Arc<S>,
     stream: TcpStream,
     remote: SocketAddr,
     permit: OwnedSemaphorePermit,
@@ -346,9 +347,9 @@ struct Held {
 
 /// Serves one connection until it closes: asked to by shutdown or by the
 /// idle watchdog, it finishes its requests first (HTTP/2: GOAWAY).
-async fn serve_connection(
+async fn serve_connection<S: Service>(
     http: Arc<auto::Builder<Streams>>,
-    service: Arc<dyn Service>,
+    service: Arc<S>,
     stream: TcpStream,
     remote: SocketAddr,
     held: Held,
@@ -384,8 +385,8 @@ async fn serve_connection(
 
 /// The hyper service of one connection: each request marks the connection
 /// active and goes to the `Service`.
-fn answer_requests(
-    service: &Arc<dyn Service>,
+fn answer_requests<S: Service>(
+    service: &Arc<S>,
     activity: &Arc<Activity>,
     remote: SocketAddr,
 ) -> impl hyper::service::Service<
@@ -393,7 +394,7 @@ fn answer_requests(
     Response = Response<Body>,
     Error = Infallible,
     Future = Infallibly,
-> + use<> {
+> + use<S> {
     let service = Arc::clone(service);
     let activity = Arc::clone(activity);
     let peer = Peer::new(remote);
@@ -423,8 +424,8 @@ fn answer_requests(
 /// and connections that never complete a first request head (protocol
 /// detection has no timeout). A separate task, so that the connection's
 /// own future is not slowed by polling a timer on every wake-up.
-async fn watch_idle(
-    service: Arc<dyn Service>,
+async fn watch_idle<S: Service>(
+    service: Arc<S>,
     activity: Arc<Activity>,
     remote: SocketAddr,
     abort: tokio::task::AbortHandle,
@@ -535,7 +536,7 @@ mod tests {
         }
     }
 
-    fn app() -> Arc<dyn Service> {
+    fn app() -> Arc<App> {
         Arc::new(App::new(Config {
             header_read_timeout: IDLE,
             ..Config::default()

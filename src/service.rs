@@ -1,7 +1,9 @@
 //! What the server serves: anything that answers a request and shares the
 //! settings, metrics and readiness the server reads. pulse's [`App`] is one;
-//! `pulse alert-log` is another. One server for both also means one copy of
-//! hyper's connection code in the binary: the server holds a `dyn Service`.
+//! `pulse alert-log` is another. The server is generic over it: through a
+//! `dyn Service` every request paid three more `memcpy` calls (the request
+//! in, the answer out: 200 instructions, 1.8% of a `GET /`), where a copy
+//! of the connection code per service costs 74 KB of binary.
 //!
 //! [`App`]: crate::App
 
