@@ -12,17 +12,9 @@
 //! handler waiting for a request body) becomes a task of its own.
 //!
 //! Why wait for the next poll: the other connections' tasks run first, as
-//! they did between a stream's spawning and its task. Answering each burst
-//! within one poll kept so few answers alive at once that musl's malloc
-//! unmapped and mapped again the memory of their header maps: 0.65 `mmap`
-//! calls per h2c request, against 0.14 when waiting (before the pinned
-//! runs below took both lower).
-//!
-//! Measured with h2load (16 connections x 10 streams), this build and the
-//! one with `TokioExecutor` served together: 0.82x to 0.87x the CPU per h2c
-//! request, 0.84x with a browser's request headers, HTTP/1.1 unchanged
-//! (0.99x to 1.01x; it never hands streams over). `mmap` calls per h2c
-//! request: 0.057, against 0.109.
+//! they did between a stream's spawning and its task, which keeps enough
+//! answers alive at once that musl does not unmap their memory. What it
+//! saves: docs/performance.md, "HTTP/2 streams in the connection's task".
 //!
 //! A panic in a stream's poll ends its connection instead of one stream;
 //! handlers' panics never get this far (`App::handle` catches them).

@@ -6,7 +6,7 @@
 //! whatever clients send.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -17,6 +17,7 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
 };
 
+use crate::allocation;
 use crate::build_info::BuildInfo;
 use crate::exposition::BucketBounds;
 use crate::verb::Verb;
@@ -45,18 +46,10 @@ pub struct Metrics {
     spans: SpanCounters,
     /// The length of the last page rendered.
     page_size: AtomicUsize,
-    /// The buffer of the last page, back from its response: see [`Page`].
-    spare_page: Arc<Mutex<Vec<u8>>>,
-    /// The metric families of the last two scrapes (newer first), the
-    /// older dropped only once the next scrape has gathered its own. musl's
-    /// allocator hands a group of blocks back to the kernel as soon as its
-    /// last block is freed. With nothing held between scrapes, every scrape
-    /// paid for four `mmap` and `munmap` pairs and their page faults, a
-    /// quarter of its CPU time; holding one scrape's families, still 0.8
-    /// pairs per scrape with one serving thread (a scrape's new families
-    /// filled fresh groups, which the next scrape emptied); holding two,
-    /// 0.001 (45-47 us of CPU per scrape against 57-63).
-    last_families: Mutex<[Gathered; 2]>,
+    /// The buffer of the last page, back from its response.
+    page_buffer: allocation::ReturnedBuffer,
+    /// The metric families of the last two scrapes.
+    last_families: allocation::LastTwo<Gathered>,
     /// Taken by a scrape and handed back: see [`BucketBounds`].
     bucket_bounds: Mutex<BucketBounds>,
     /// Resolved label sets, one slot per (method, route): looking a series
@@ -166,8 +159,8 @@ impl Metrics {
             connection_errors,
             spans,
             page_size: AtomicUsize::new(16 * 1024),
-            spare_page: Arc::default(),
-            last_families: Mutex::default(),
+            page_buffer: allocation::ReturnedBuffer::default(),
+            last_families: allocation::LastTwo::default(),
             bucket_bounds: Mutex::default(),
             series: (0..Verb::COUNT * route_labels.len())
                 .map(|_| OnceLock::new())
@@ -235,7 +228,7 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> Bytes {
-        let mut out = std::mem::take(&mut *crate::lock(&self.spare_page));
+        let mut out = self.page_buffer.take();
         // The page is about as long as the last one: no regrowth while writing.
         out.reserve(self.page_size.load(Ordering::Relaxed) + 1024);
         let gathered = self.gather();
@@ -245,12 +238,8 @@ impl Metrics {
         crate::exposition::encode(&gathered.families, &mut out, &mut bounds);
         *crate::lock(&self.bucket_bounds) = bounds;
         self.page_size.store(out.len(), Ordering::Relaxed);
-        let [newer, older] = &mut *crate::lock(&self.last_families);
-        drop(std::mem::replace(older, std::mem::replace(newer, gathered)));
-        Bytes::from_owner(Page {
-            bytes: out,
-            spare: Arc::clone(&self.spare_page),
-        })
+        self.last_families.keep(gathered);
+        self.page_buffer.share(out)
     }
 
     /// Every metric family with at least one series, sorted by name, each
@@ -262,17 +251,13 @@ impl Metrics {
     /// a `munmap` and a page fault per scrape (about a third of the scrape's
     /// CPU with one thread serving).
     ///
-    /// Each collector hands its families over in a `Vec` of its own, most
-    /// of them a one-family `Vec`, all of one size class. Freed as soon as
-    /// their families were moved out, they emptied a group of that class on
-    /// every scrape, and musl's allocator, depending on what it had seen
-    /// before, sometimes kept the group and sometimes unmapped it: after
-    /// some traffic, `bench.sh` measured one `mmap`, `munmap` and page
-    /// fault per scrape, and 15,000 to 18,000 scrapes per second against
-    /// 23,000 without them. So the emptied `Vec`s are kept with the
-    /// families, for as long.
+    /// Each collector hands its families over in a `Vec` of its own; the
+    /// emptied `Vec`s are kept with the families, for as long
+    /// (`allocation::LastTwo`).
     fn gather(&self) -> Gathered {
-        let capacity = crate::lock(&self.last_families)[0].families.len();
+        let capacity = self
+            .last_families
+            .with_newest(|newest| newest.families.len());
         let mut families = Vec::with_capacity(capacity);
         let mut emptied = Vec::with_capacity(self.collectors.len());
         for collector in &self.collectors {
@@ -322,33 +307,6 @@ fn assert_unique_names(collectors: &[Box<dyn Collector>]) {
     names.sort_unstable();
     if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
         panic!("two metrics are named {}", pair[0]);
-    }
-}
-
-/// A rendered page, which hands its buffer back for the next scrape once
-/// the response is written. A fresh buffer per scrape would be faulted in
-/// page by page as it is written, whenever musl's allocator has given the
-/// last one back to the kernel.
-struct Page {
-    bytes: Vec<u8>,
-    spare: Arc<Mutex<Vec<u8>>>,
-}
-
-impl AsRef<[u8]> for Page {
-    fn as_ref(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl Drop for Page {
-    fn drop(&mut self) {
-        // Concurrent scrapes each had a buffer of their own; one is kept.
-        if let Ok(mut spare) = self.spare.try_lock() {
-            if spare.capacity() < self.bytes.capacity() {
-                self.bytes.clear();
-                *spare = std::mem::take(&mut self.bytes);
-            }
-        }
     }
 }
 

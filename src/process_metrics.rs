@@ -213,28 +213,9 @@ fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// Reads a small `/proc` or cgroup file. `read_to_string` would first ask
-/// the file's size (an `fstat` and an `lseek`, both wasted: `/proc` reports
-/// 0), and a heap buffer of a page or more is, under musl's allocator, a
-/// fresh `mmap` and `munmap` on every scrape. A stack buffer holds the usual
-/// file whole; a larger one (`/proc/stat` on a many-core machine) goes on
-/// to the heap.
+/// Reads a small `/proc` or cgroup file (see `allocation`).
 fn read_proc(path: &str) -> Option<String> {
-    use std::io::{ErrorKind, Read};
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut buffer = [0u8; 2048];
-    let mut filled = 0;
-    while filled < buffer.len() {
-        match file.read(&mut buffer[filled..]) {
-            Ok(0) => return String::from_utf8(buffer[..filled].to_vec()).ok(),
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    let mut bytes = buffer.to_vec();
-    file.read_to_end(&mut bytes).ok()?;
-    String::from_utf8(bytes).ok()
+    crate::allocation::read_small_file(path)
 }
 
 /// The number of open file descriptors. Since Linux 6.2 the size of

@@ -7,7 +7,7 @@
 //! and counts it in `pulse_spans_dropped_total`, and a collector that is down
 //! is retried with backoff off the request path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -257,7 +257,7 @@ struct Export {
     resource: Vec<u8>,
     client: Client,
     /// The last request body's buffer, written over by the next batch
-    /// (`allocation` explains why).
+    /// (`allocation::share_for_reuse`).
     buffer: Vec<u8>,
     backoff: Duration,
     failing_since: Option<Instant>,
@@ -604,34 +604,7 @@ fn encode(spans: &[FinishedSpan], resource: &[u8], mut out: Vec<u8>) -> Vec<u8> 
     out
 }
 
-/// An encoded batch as the `Bytes` hyper sends, without a copy, and a
-/// handle by which [`reclaim`] takes the buffer back.
-fn share(encoded: Vec<u8>) -> (Bytes, Arc<Vec<u8>>) {
-    let encoded = Arc::new(encoded);
-    (Bytes::from_owner(Shared(Arc::clone(&encoded))), encoded)
-}
-
-/// The buffer of a request body that was sent, for the next batch: hyper
-/// has dropped its copies once the answer is in, so `body` is the last.
-/// Should one still be held (a collector that answered before reading the
-/// whole body), the next batch starts a new buffer.
-///
-/// Not `Bytes::try_into_mut`: turning its `BytesMut` into a `Vec` moves
-/// the bytes onto themselves, which musl's `memmove` does backwards a byte
-/// at a time (280 KB per full batch).
-fn reclaim(body: Bytes, encoded: Arc<Vec<u8>>) -> Vec<u8> {
-    drop(body);
-    Arc::try_unwrap(encoded).unwrap_or_default()
-}
-
-/// A buffer shared by the body hyper sends and the export loop.
-struct Shared(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
+use crate::allocation::{reclaim, share_for_reuse as share};
 
 /// Appends `{"key":KEY,"value":{"stringValue":VALUE}}`. The key is a
 /// literal, written whole; the value is `plain:` if pulse chose it (a

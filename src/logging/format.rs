@@ -162,37 +162,7 @@ pub(super) fn push_text(line: &mut Vec<u8>, text: &[u8]) {
     }
 }
 
-/// Appends a short, variable-length slice. musl's `memcpy`, which the
-/// static binary links, starts every copy with `rep movs`; for the dozens of
-/// few-byte copies in a log line that setup cost more than all the rest of
-/// the formatting (measured with perf). Word-sized copies of a constant
-/// length compile to plain moves instead. The metrics page's encoder
-/// (`exposition`) copies its pieces with it too.
-#[inline(always)]
-pub(crate) fn put(line: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.len() > 256 {
-        line.extend_from_slice(bytes);
-        return;
-    }
-    line.reserve(bytes.len());
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
-        let word: [u8; 8] = word.try_into().unwrap_or_default();
-        line.extend_from_slice(&word);
-    }
-    let mut rest = words.remainder();
-    if let Some((four, tail)) = rest.split_first_chunk::<4>() {
-        line.extend_from_slice(four);
-        rest = tail;
-    }
-    if let Some((two, tail)) = rest.split_first_chunk::<2>() {
-        line.extend_from_slice(two);
-        rest = tail;
-    }
-    if let Some(&byte) = rest.first() {
-        line.push(byte);
-    }
-}
+pub(crate) use crate::allocation::put;
 
 /// An HTTP status: three digits (`StatusCode` holds 100 to 999), written
 /// without the general loop of [`decimal`].
