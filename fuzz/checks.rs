@@ -7,18 +7,7 @@ use std::collections::HashMap;
 use pulse::config::{self, Config, SETTINGS};
 use pulse::routes::{self, Class, Dispatch, MAX_DELAY, Route, Verb};
 
-const VERBS: [Verb; 10] = [
-    Verb::Get,
-    Verb::Head,
-    Verb::Post,
-    Verb::Put,
-    Verb::Delete,
-    Verb::Patch,
-    Verb::Options,
-    Verb::Connect,
-    Verb::Trace,
-    Verb::Other,
-];
+const VERBS: [Verb; Verb::COUNT] = Verb::ALL;
 
 /// The route table: any method, any path, either fault setting.
 pub fn routes(data: &[u8]) {

@@ -145,15 +145,15 @@ impl App {
 
         let mut response = match dispatch {
             Dispatch::Serve(row) => {
-                let ctx = RequestContext::new(
-                    &inner.shared,
-                    &inner.state,
-                    &request,
-                    row.segments,
-                    exchange.remote.as_ref(),
-                    exchange.request_id.as_bytes(),
-                    &exchange.trace,
-                );
+                let ctx = RequestContext {
+                    shared: &inner.shared,
+                    state: &inner.state,
+                    parts: &request,
+                    segments: row.segments,
+                    peer: exchange.remote.as_ref(),
+                    request_id: exchange.request_id.as_bytes(),
+                    trace: &exchange.trace,
+                };
                 match row.handler {
                     Handler::Ready(handler) => {
                         match logging::catch_handler_panic(|| handler(&ctx)) {

@@ -78,38 +78,20 @@ impl Shared {
 /// [`State`].
 ///
 /// A handler borrows it for the time it runs; an `Async` handler copies
-/// what its future needs before it returns the future.
+/// what its future needs before it returns the future. The app builds it
+/// (`App::handle`); a handler only reads it.
 pub struct RequestContext<'a> {
-    shared: &'a Shared,
-    state: &'a State,
-    parts: &'a Parts,
-    segments: &'static [Segment],
-    peer: Option<&'a Peer>,
-    request_id: &'a [u8],
-    trace: &'a SpanContext,
+    pub(crate) shared: &'a Shared,
+    pub(crate) state: &'a State,
+    pub(crate) parts: &'a Parts,
+    /// The row's segments, to find the path parameters by name.
+    pub(crate) segments: &'static [Segment],
+    pub(crate) peer: Option<&'a Peer>,
+    pub(crate) request_id: &'a [u8],
+    pub(crate) trace: &'a SpanContext,
 }
 
 impl<'a> RequestContext<'a> {
-    pub fn new(
-        shared: &'a Shared,
-        state: &'a State,
-        parts: &'a Parts,
-        segments: &'static [Segment],
-        peer: Option<&'a Peer>,
-        request_id: &'a [u8],
-        trace: &'a SpanContext,
-    ) -> RequestContext<'a> {
-        RequestContext {
-            shared,
-            state,
-            parts,
-            segments,
-            peer,
-            request_id,
-            trace,
-        }
-    }
-
     pub fn method(&self) -> &Method {
         &self.parts.method
     }

@@ -552,6 +552,28 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], 9))
     }
 
+    /// A registered connection, its stand-in task and its watchdog; the
+    /// sender ends the watchdog when dropped.
+    fn watched(
+        connections: &Arc<Connections>,
+    ) -> (
+        Registration,
+        tokio::task::JoinHandle<()>,
+        oneshot::Sender<()>,
+    ) {
+        let registration = connections.register();
+        let task = connection();
+        let (ended, connection_ended) = oneshot::channel::<()>();
+        tokio::spawn(watch_idle(
+            app(),
+            Arc::clone(&registration.activity),
+            remote(),
+            task.abort_handle(),
+            connection_ended,
+        ));
+        (registration, task, ended)
+    }
+
     /// Whether the watchdog asked the connection to close.
     fn asked_to_close(activity: &Activity) -> bool {
         activity.close_requested(&Context::from_waker(std::task::Waker::noop()))
@@ -562,21 +584,12 @@ mod tests {
         let _limit =
             WallClockLimit::new("an_idle_connection_is_asked_to_close_at_the_timeout_then_cut");
         let connections = Arc::new(Connections::default());
-        let registration = connections.register();
-        let activity = Arc::clone(&registration.activity);
-        let task = connection();
-        let (_ended, connection_ended) = oneshot::channel::<()>();
-        tokio::spawn(watch_idle(
-            app(),
-            Arc::clone(&activity),
-            remote(),
-            task.abort_handle(),
-            connection_ended,
-        ));
+        let (registration, task, _ended) = watched(&connections);
+        let activity = &registration.activity;
         tokio::time::sleep(IDLE - Duration::from_millis(1)).await;
-        assert!(!asked_to_close(&activity), "closed before the timeout");
+        assert!(!asked_to_close(activity), "closed before the timeout");
         tokio::time::sleep(Duration::from_millis(2)).await;
-        assert!(asked_to_close(&activity), "still open after the timeout");
+        assert!(asked_to_close(activity), "still open after the timeout");
         // A client that ignores the request is cut after the grace.
         let cut = tokio::time::timeout(IDLE_CLOSE_GRACE + Duration::from_millis(1), task).await;
         assert!(
@@ -620,23 +633,9 @@ mod tests {
         let _limit =
             WallClockLimit::new("at_the_cap_the_connection_idle_longest_is_evicted_at_once");
         let connections = Arc::new(Connections::default());
-        let (older, newer, busy) = (
-            connections.register(),
-            connections.register(),
-            connections.register(),
-        );
-        let mut watchdogs = Vec::new();
-        for registration in [&older, &newer, &busy] {
-            let (ended, connection_ended) = oneshot::channel::<()>();
-            watchdogs.push(ended);
-            tokio::spawn(watch_idle(
-                app(),
-                Arc::clone(&registration.activity),
-                remote(),
-                connection().abort_handle(),
-                connection_ended,
-            ));
-        }
+        let (older, _older_task, _older_ended) = watched(&connections);
+        let (newer, _newer_task, _newer_ended) = watched(&connections);
+        let (busy, _busy_task, _busy_ended) = watched(&connections);
         let _in_flight = Busy::new(&busy.activity);
         // `older` went idle first; `newer` served a request 2 s later.
         tokio::time::sleep(Duration::from_secs(2)).await;

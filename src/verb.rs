@@ -21,6 +21,20 @@ impl Verb {
     /// How many variants there are, for tables indexed by `verb as usize`.
     pub const COUNT: usize = Verb::Other as usize + 1;
 
+    /// Every variant, in order.
+    pub const ALL: [Verb; Verb::COUNT] = [
+        Verb::Get,
+        Verb::Head,
+        Verb::Post,
+        Verb::Put,
+        Verb::Delete,
+        Verb::Patch,
+        Verb::Options,
+        Verb::Connect,
+        Verb::Trace,
+        Verb::Other,
+    ];
+
     pub fn from_method(method: &Method) -> Verb {
         match *method {
             Method::GET => Verb::Get,
@@ -68,19 +82,9 @@ impl Verbs {
 
     /// The verbs in the order of [`Verb`]'s variants.
     pub fn iter(self) -> impl Iterator<Item = Verb> {
-        const ALL: [Verb; Verb::COUNT] = [
-            Verb::Get,
-            Verb::Head,
-            Verb::Post,
-            Verb::Put,
-            Verb::Delete,
-            Verb::Patch,
-            Verb::Options,
-            Verb::Connect,
-            Verb::Trace,
-            Verb::Other,
-        ];
-        ALL.into_iter().filter(move |verb| self.contains(*verb))
+        Verb::ALL
+            .into_iter()
+            .filter(move |verb| self.contains(*verb))
     }
 }
 

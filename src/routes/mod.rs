@@ -370,24 +370,11 @@ fn match_path(path: &str) -> Route {
 mod tests {
     use super::*;
 
-    const EVERY_VERB: [Verb; Verb::COUNT] = [
-        Verb::Get,
-        Verb::Head,
-        Verb::Post,
-        Verb::Put,
-        Verb::Delete,
-        Verb::Patch,
-        Verb::Options,
-        Verb::Connect,
-        Verb::Trace,
-        Verb::Other,
-    ];
-
     #[test]
     fn every_row_serves_its_methods_and_refuses_others_with_its_allow() {
         for &route in Route::ALL {
             let row = route.row().unwrap();
-            for verb in EVERY_VERB {
+            for verb in Verb::ALL {
                 match dispatch(verb, row.example, true) {
                     (matched, Dispatch::Serve(served)) => {
                         assert_eq!(matched, route, "{}", row.example);
