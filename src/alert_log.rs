@@ -161,6 +161,18 @@ mod tests {
         assert_eq!(log_alerts("/page", body), Ok(2));
     }
 
+    /// With OTEL_ set (a `.env` shared with pulse), the alert log still
+    /// exports nothing: it would otherwise say it exports spans it never makes.
+    #[test]
+    fn the_alert_log_starts_no_span_exporter() {
+        let config = Config::from_lookup(|name| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://127.0.0.1:9".to_owned())
+        })
+        .unwrap();
+        assert!(config.span_export.is_some());
+        assert!(AlertLog::new(config).start_background().is_none());
+    }
+
     #[test]
     fn rejects_what_is_not_a_webhook_payload() {
         assert!(log_alerts("/", b"not json").is_err());

@@ -79,7 +79,7 @@ impl App {
         self.inner.shared.metrics()
     }
 
-    /// The settings, metrics, readiness and state every handler sees.
+    /// The settings, metrics and readiness every handler sees.
     pub fn shared(&self) -> &Shared {
         &self.inner.shared
     }

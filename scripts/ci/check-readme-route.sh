@@ -6,8 +6,9 @@
 # header, the OpenAPI entries (parameters, request body, Location) and the
 # metrics labels. Then it checks that the steps changed no file but the
 # routes' own files, the table, src/state.rs, the README's route table and
-# the routes' test files, and that a Ready row taking POST, or any row
-# naming HEAD, fails to compile with an error at that row.
+# the routes' test files, that OPTIONS can be a row, and that a Ready row
+# taking POST, or any row naming HEAD, fails to compile with an error at
+# that row.
 #
 # Usage: scripts/ci/check-readme-route.sh
 set -euo pipefail
@@ -167,6 +168,18 @@ for series in 'method="GET",route="/whoami",status="200"' 'method="POST",route="
   expect "metrics label $series" "$(grep -c "^http_requests_total{.*$series" <<<"$metrics")" 1
 done
 stop_pulse || die "the fork did not stop cleanly"
+
+step "OPTIONS can be a row"
+sed -i 's/^    Whoami: \[GET\]/    Whoami: [GET, OPTIONS]/' "$fork/src/routes/mod.rs"
+cargo build --locked --quiet --manifest-path "$fork/Cargo.toml" --bin pulse
+start_pulse "$CARGO_TARGET_DIR/debug/pulse" "$work/pulse-options.log"
+expect "OPTIONS /whoami" "$(curl -s -X OPTIONS -o /dev/null -w '%{http_code}' "$PULSE_URL/whoami")" "200"
+expect "POST /whoami: 405 with Allow" \
+  "$(curl -s -X POST -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/whoami")" "405 GET, HEAD, OPTIONS"
+expect "its OpenAPI methods" "$(curl -s "$PULSE_URL/openapi.json" |
+  python3 -c 'import json, sys; print(sorted(json.load(sys.stdin)["paths"]["/whoami"]))')" "['get', 'head', 'options']"
+stop_pulse || die "the fork did not stop cleanly"
+sed -i 's/^    Whoami: \[GET, OPTIONS\]/    Whoami: [GET]/' "$fork/src/routes/mod.rs"
 
 step "mistakes in a row are compile errors at the row"
 # compile_error_at ROW_PATTERN REPLACEMENT EXPECTED: breaks the row, builds,
