@@ -464,6 +464,32 @@ mod tests {
         assert_eq!(Route::Unmatched.label(), "unmatched");
     }
 
+    /// What OpenAPI would otherwise get wrong quietly: a parameter without
+    /// its schema (documented as any string), a body route without its
+    /// request body, and a template that span export could not write as
+    /// it is (it writes templates into JSON unescaped).
+    #[test]
+    fn every_row_documents_its_parameters_and_body() {
+        for &route in Route::ALL {
+            let row = route.row().unwrap();
+            let doc = (row.doc)();
+            let documented: Vec<&str> = doc.parameters.iter().map(|(name, _)| *name).collect();
+            let declared: Vec<&str> = row.parameters().collect();
+            assert_eq!(documented, declared, "{}: parameters", row.template);
+            let takes_body = [Verb::Post, Verb::Put, Verb::Patch]
+                .into_iter()
+                .any(|verb| row.methods.contains(verb));
+            assert_eq!(
+                doc.request_body.is_some(),
+                takes_body,
+                "{}: a POST, PUT or PATCH row documents its request body, and only it",
+                row.template
+            );
+            let plain = serde_json::to_string(row.template).unwrap();
+            assert_eq!(plain, format!("\"{}\"", row.template), "{}", row.template);
+        }
+    }
+
     #[test]
     fn the_route_index_is_the_label_index() {
         // `route as usize` indexes the metrics table: Unmatched is last.
