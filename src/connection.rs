@@ -9,10 +9,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Waker};
 use std::time::Duration;
 
-// tokio's clock, which is the system's monotonic clock in a build (no cost),
-// and which a test can pause and advance: the idle watchdog is tested that way.
+// The system's monotonic clock; in the crate's own tests tokio's, which a
+// test can pause and advance (server.rs tests the idle watchdog that way).
+// Not tokio's in a build: with tokio's test-util feature on, as it is in
+// any build that compiles an example or a test, each reading takes a lock.
+#[cfg(not(test))]
+pub(crate) use std::time::Instant;
 use tokio::sync::Notify;
-use tokio::time::Instant;
+#[cfg(test)]
+pub(crate) use tokio::time::Instant;
 
 use crate::lock;
 use crate::metrics::{ConnectionError, Metrics};

@@ -51,7 +51,11 @@ apt_install wrk nghttp2-client curl util-linux
 
 step "building release binaries for $MUSL_TARGET"
 rust_target "$MUSL_TARGET"
-cargo build --locked --release --target "$MUSL_TARGET" --bin pulse \
+# pulse on its own first: a build that compiles an example also compiles the
+# dev-dependencies' features (tokio's test-util, whose clock takes a lock),
+# and the pulse binary must be the one that ships.
+cargo build --locked --release --target "$MUSL_TARGET" --bin pulse
+cargo build --locked --release --target "$MUSL_TARGET" \
   --example bare_hyper --example bare_auto --example counted_auto --example cold_start --example otlp_sink \
   --example observe_threads
 out="target/$MUSL_TARGET/release"

@@ -21,7 +21,9 @@ seconds="${2:-4}"
 apt_install wrk curl util-linux python3
 rust_target "$MUSL_TARGET"
 step "building pulse and bare_auto (release, $MUSL_TARGET)"
-cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse --example bare_auto
+# Separately: a build with an example compiles tokio's test-util into pulse.
+cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse
+cargo build --locked --release --quiet --target "$MUSL_TARGET" --example bare_auto
 out="target/$MUSL_TARGET/release"
 results="$(mktemp)"
 server_pid=""

@@ -38,8 +38,12 @@ build() {
     config=(--config "target.$MUSL_TARGET.rustflags=[\"--cfg\", \"pulse_plain=\\\"$name\\\"\"]")
   fi
   info "building $name" >&2
+  # The binary on its own: with an example in the same build, tokio's
+  # test-util (a dev-dependency's feature) would be compiled into it.
   CARGO_TARGET_DIR="$dir" cargo build --locked --release --quiet --target "$MUSL_TARGET" \
-    --bin pulse --example otlp_sink "${config[@]}" >&2
+    --bin pulse "${config[@]}" >&2
+  CARGO_TARGET_DIR="$dir" cargo build --locked --release --quiet --target "$MUSL_TARGET" \
+    --example otlp_sink "${config[@]}" >&2
   printf '%s\n' "$dir/$MUSL_TARGET/release"
 }
 
