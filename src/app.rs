@@ -381,6 +381,7 @@ impl App {
 }
 
 impl Service for App {
+    #[inline(always)]
     fn answer(&self, request: Request<Incoming>, peer: Peer, received: Instant) -> Handling {
         self.handle_received(request, Some(peer), received)
     }
