@@ -190,7 +190,7 @@ compile_error_at() {
   [ -n "$line" ] || die "no row matches $1"
   cp "$table" "$work/table.rs"
   sed -i "${line}s/$1/$2/" "$table"
-  if cargo check --locked --quiet --manifest-path "$fork/Cargo.toml" --lib >"$log" 2>&1; then
+  if cargo build --locked --quiet --manifest-path "$fork/Cargo.toml" --lib >"$log" 2>&1; then
     die "a row with $2 compiled"
   fi
   grep -q "$3" "$log" || { cat "$log"; die "the error does not name $3"; }
