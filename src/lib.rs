@@ -8,9 +8,10 @@
 //! Imports point one way, top to bottom (`scripts/ci/check-module-graph.py`
 //! fails on a cycle or an upward import):
 //!
-//! - `server`: puts a `Service` on a listener: HTTP/1.1 and h2c, timeouts,
-//!   the connection cap, graceful shutdown; with `connection` (each open
-//!   connection's activity) and `executor` (HTTP/2 streams).
+//! - `server`: puts the app, or the alert log, on a listener (`Served`):
+//!   HTTP/1.1 and h2c, timeouts, the connection cap, graceful shutdown; with
+//!   `connection` (each open connection's activity) and `executor` (HTTP/2
+//!   streams).
 //! - `app`: pulse's service; builds everything from a `Config` and answers
 //!   one request in-process. `alert_log` is the other service,
 //!   `pulse alert-log`. Both implement `service::Service`.
