@@ -13,7 +13,7 @@ use prometheus::proto::{LabelPair, Metric, MetricFamily, MetricType};
 
 // Pieces of a few bytes each, hundreds per page: copied without a call to
 // musl's `memcpy` (see `put`), which was 9% of a scrape's CPU.
-use crate::logging::put;
+use crate::allocation::put;
 
 /// Histogram bucket bounds as text, by their bits. Every series of a
 /// histogram family has the same bounds, and they never change: each is

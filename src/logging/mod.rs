@@ -34,9 +34,8 @@ use std::time::SystemTime;
 use log::kv::{self, Key, Value, VisitSource};
 
 pub use access::{Access, LoggedId, Peer, access};
-pub(crate) use format::put;
 use format::{
-    Escaping, push_escaped, push_identifier, push_key, push_str_value, push_text, push_u64,
+    Escaping, push_escaped, push_identifier, push_key, push_str_value, push_text, push_u64, put,
     since_epoch,
 };
 pub use format::{decimal, push_timestamp};
