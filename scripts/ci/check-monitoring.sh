@@ -41,15 +41,29 @@ for alert in $alerts_defined; do
   grep -q "^## $alert\$" docs/runbooks.md || die "docs/runbooks.md has no section for $alert (#$anchor)"
 done
 info "every alert has a runbook section"
+# Absolute links, all on one base (scripts/set-runbook-url.sh sets it), each
+# to its own alert's section.
+bases="$(grep -hE '^ +runbook_url: ' monitoring/prometheus/rules/*.yml | sed -E 's/^ *runbook_url: //; s/#.*//' | sort -u)"
+[ "$(wc -l <<<"$bases")" -eq 1 ] || die "runbook_url links use more than one base: $(tr '\n' ' ' <<<"$bases")"
+[[ "$bases" =~ ^https?://[^/]+/.*runbooks\.md$ ]] || die "runbook_url base '$bases' is not an absolute URL of docs/runbooks.md"
+python3 - <<'PY'
+import glob, sys, yaml
+for path in glob.glob("monitoring/prometheus/rules/*.yml"):
+    for group in yaml.safe_load(open(path))["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule and not rule["annotations"]["runbook_url"].endswith("#" + rule["alert"].lower()):
+                sys.exit(f"{path}: {rule['alert']}'s runbook_url points elsewhere: {rule['annotations']['runbook_url']}")
+PY
+info "every runbook_url is absolute, on one base ($bases), to its own section"
 step "amtool check-config"
 run_clean amtool check-config monitoring/alertmanager/alertmanager.yml
 # route_of LABEL=VALUE...: the receiver Alertmanager picks for those labels.
 route_of() { amtool config routes test --config.file=monitoring/alertmanager/alertmanager.yml "$@" 2>/dev/null; }
-for case in "critical page" "warning ticket"; do
-  read -r severity receiver <<<"$case"
-  [ "$(route_of severity="$severity" alertname=PulseTest instance=pulse:8080)" = "$receiver" ] ||
-    die "severity=$severity routes to '$(route_of severity="$severity")', expected $receiver"
-  info "severity=$severity routes to $receiver"
+for case in "PulseTest critical page" "PulseTest warning ticket" "Watchdog none heartbeat"; do
+  read -r alertname severity receiver <<<"$case"
+  routed="$(route_of alertname="$alertname" severity="$severity" job=pulse instance=pulse:8080)"
+  [ "$routed" = "$receiver" ] || die "$alertname (severity=$severity) routes to '$routed', expected $receiver"
+  info "$alertname (severity=$severity) routes to $receiver"
 done
 
 step "Grafana provisioning and dashboards"
@@ -123,6 +137,22 @@ longest = max(windows)
 if longest[0] > seconds(retention):
     sys.exit(f"{longest[2]}: {longest[3]!r} queries [{longest[1]}], but compose keeps only {retention}")
 print(f"    retention {retention} (bounded by {flags['--storage.tsdb.retention.size']}) covers the longest window, [{longest[1]}] in {longest[3]!r}")
+PY
+
+step "rule groups that read a day or more of data are evaluated less often"
+python3 - <<'PY'
+import glob, re, sys, yaml
+slow = 0
+for path in glob.glob("monitoring/prometheus/rules/*.yml"):
+    for group in yaml.safe_load(open(path))["groups"]:
+        windows = re.findall(r"\[(\d+)([dwy])[]:]", " ".join(rule["expr"] for rule in group["rules"]))
+        if windows:
+            slow += 1
+            if group.get("interval") not in ("1m", "2m"):
+                sys.exit(f"{path}: group {group['name']} reads [{''.join(windows[0])}] windows every evaluation; give it interval: 1m")
+            print(f"    {group['name']}: interval {group['interval']} for its {len(windows)} windows of a day or more")
+if not slow:
+    sys.exit("no rule group reads a window of a day or more: the check read nothing")
 PY
 
 step "an alert fires when the pulse target is absent, not only when it is down"
