@@ -28,7 +28,7 @@ use crate::request_id::{self, IdGenerator};
 use crate::response::{
     self, Body, BoxError, Handling, NO_STORE, Pending, X_REQUEST_ID, json_error,
 };
-use crate::routes::{self, Dispatch, Handler, Route, Verb};
+use crate::routes::{self, Class, Dispatch, Handler, Route, Verb};
 use crate::service::Service;
 use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
 use crate::state::State;
@@ -52,10 +52,29 @@ struct Inner {
     spans: Option<SpanQueue>,
 }
 
+/// The 5xx series the error SLI reads exist from the start, at 0, for every
+/// route and method that counts in it (not probes and scrapes, and fault
+/// routes only when they exist): see [`Metrics::create_series`].
+fn create_error_series(metrics: &Metrics, config: &Config) {
+    for row in Route::ALL.iter().filter_map(|route| route.row()) {
+        let counted = match row.class {
+            Class::App => true,
+            Class::Fault => config.fault_injection,
+            Class::Probe => false,
+        };
+        if counted {
+            for verb in row.methods.iter().filter(|&verb| verb != Verb::Head) {
+                metrics.create_series(verb, row.route as usize, StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        }
+    }
+}
+
 impl App {
     /// Builds the app, and the fork's [`State`] with it, from `config`.
     pub fn new(config: Config) -> App {
         let metrics = Metrics::new(&BUILD, Route::LABELS);
+        create_error_series(&metrics, &config);
         let spans = config
             .span_export
             .clone()

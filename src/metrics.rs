@@ -171,20 +171,37 @@ impl Metrics {
 
     /// Records one answered request of the route with index `route`.
     pub fn observe(&self, verb: Verb, route: usize, status: StatusCode, elapsed: Duration) {
+        let series = self.route_series(verb, route);
+        series.duration.observe(elapsed.as_secs_f64());
+        self.count(series, verb, route, status, 1);
+    }
+
+    /// Creates the series of (verb, route, status) at 0 before any request
+    /// counts in it. A series that appears at 1 is invisible to rate(), so
+    /// the first 5xx of a route would be lost to the error SLI.
+    pub fn create_series(&self, verb: Verb, route: usize, status: StatusCode) {
+        self.count(self.route_series(verb, route), verb, route, status, 0);
+    }
+
+    fn route_series(&self, verb: Verb, route: usize) -> &RouteSeries {
         let routes = self.route_labels.len();
-        let route_label = self.route_labels[route];
-        let series = self.series[verb as usize * routes + route].get_or_init(|| {
+        self.series[verb as usize * routes + route].get_or_init(|| {
             Box::new(RouteSeries {
                 duration: self
                     .duration
-                    .with_label_values(&[verb.label(), route_label]),
+                    .with_label_values(&[verb.label(), self.route_labels[route]]),
                 by_status: std::array::from_fn(|_| OnceLock::new()),
             })
-        });
-        series.duration.observe(elapsed.as_secs_f64());
+        })
+    }
+
+    fn count(&self, series: &RouteSeries, verb: Verb, route: usize, status: StatusCode, by: u64) {
         let counter = || {
-            self.requests
-                .with_label_values(&[verb.label(), route_label, status.as_str()])
+            self.requests.with_label_values(&[
+                verb.label(),
+                self.route_labels[route],
+                status.as_str(),
+            ])
         };
         // The first empty slot takes this status, unless an earlier slot
         // has it. Two requests filling the same slot at once agree on one
@@ -193,11 +210,11 @@ impl Metrics {
         for slot in &series.by_status {
             let (known, known_counter) = slot.get_or_init(|| (status, counter()));
             if *known == status {
-                known_counter.inc();
+                known_counter.inc_by(by);
                 return;
             }
         }
-        counter().inc();
+        counter().inc_by(by);
     }
 
     /// Counts a request while it is alive, including when its handler panics.

@@ -29,6 +29,49 @@ async fn requests_are_counted_by_matched_route_never_by_raw_path() {
     assert!(!metrics.contains("no/such"), "raw path leaked into a label");
 }
 
+/// The error SLI's 5xx series exist before the first error, at 0: a series
+/// that appears at 1 is invisible to Prometheus' rate(), so the first error
+/// would never count. Probes and scrapes are not in the SLI, and fault
+/// routes exist only with fault injection on.
+#[tokio::test]
+async fn error_series_exist_at_zero_from_the_start() {
+    let app = spawn_app(test_config()).await;
+    let metrics = get(app.addr, "/metrics").await.body;
+    for line in [
+        r#"http_requests_total{method="GET",route="/",status="500"} 0"#,
+        r#"http_requests_total{method="GET",route="/version",status="500"} 0"#,
+        r#"http_requests_total{method="POST",route="/echo",status="500"} 0"#,
+        r#"http_requests_total{method="GET",route="/status/{code}",status="500"} 0"#,
+        r#"http_request_duration_seconds_count{method="GET",route="/"} 0"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line}\n{metrics}");
+    }
+    for absent in [r#"route="/health""#, r#"route="/metrics""#, r#"method="HEAD""#] {
+        assert!(
+            !metrics.contains(absent),
+            "{absent} has a series before any request\n{metrics}"
+        );
+    }
+
+    // The first 500 lands in the series that was there, not a new one.
+    get(app.addr, "/status/500").await;
+    let metrics = get(app.addr, "/metrics").await.body;
+    let line = r#"http_requests_total{method="GET",route="/status/{code}",status="500"} 1"#;
+    assert!(metrics.contains(line), "missing {line}\n{metrics}");
+
+    let quiet = spawn_app(pulse::config::Config {
+        fault_injection: false,
+        ..test_config()
+    })
+    .await;
+    let metrics = get(quiet.addr, "/metrics").await.body;
+    assert!(
+        !metrics.contains("/status/{code}"),
+        "a fault route has series with fault injection off\n{metrics}"
+    );
+    assert!(metrics.contains(r#"http_requests_total{method="GET",route="/",status="500"} 0"#));
+}
+
 #[tokio::test]
 async fn in_flight_build_info_and_buckets_are_exposed() {
     let app = spawn_app(test_config()).await;
