@@ -40,17 +40,30 @@ REQUIRED_PANELS = {
     "request rate by route and status": r"request rate by route and status",
     "error ratio": r"^error ratio",
     "latency p50, p95 and p99": r"latency p50 / p95 / p99",
+    "latency by route": r"latency p95 by route",
     "requests in flight": r"requests in flight",
-    "SLO error budget remaining": r"error budget remaining",
-    "SLO burn rate": r"burn rate",
+    "SLO error budget remaining": r"^error budget remaining",
+    "SLO error burn rate": r"^error budget burn rate",
+    "latency SLO budget remaining": r"^latency budget remaining",
+    "latency SLO burn rate": r"^latency budget burn rate",
     "resident memory": r"resident memory",
     "CPU": r"^cpu$",
     "open fds": r"open file descriptors",
+    "connection errors": r"connection errors",
+    "handler panics and dropped log lines": r"handler panics and dropped log lines",
     "trace spans": r"trace spans exported / dropped",
+    "instances up": r"^instances up",
     "uptime": r"^uptime",
     "restarts": r"^restarts",
     "build info": r"^build info",
 }
+
+# Panels that must draw their alert or SLO thresholds.
+THRESHOLD_PANELS = [r"^error ratio", r"latency p50", r"latency p95 by route", r"burn rate",
+                    r"budget remaining", r"open file descriptors", r"^instances up"]
+
+# The dashboard's variables, and the value each query is checked with: "All".
+VARIABLES = {"datasource", "namespace", "instance"}
 
 
 def fail(message):
@@ -157,6 +170,23 @@ def main():
                 fail(f"{relative(path)}: dashboard uid {uid!r} is missing or not unique")
             dashboard_uids.add(uid)
             dashboards.append({"uid": uid, "title": dashboard.get("title")})
+            variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+            if dashboard.get("title") == "pulse overview" and not VARIABLES <= set(variables):
+                fail(f"{relative(path)}: variables {sorted(VARIABLES - set(variables))} are missing")
+            default_source = variables.get("datasource", {}).get("current", {}).get("value")
+
+            def resolve(uid, default_source=default_source):
+                return default_source if uid == "${datasource}" else uid
+
+            def all_values(expr, variables=variables):
+                """The query as Grafana runs it with every variable at its default."""
+                for name, variable in variables.items():
+                    value = variable.get("allValue", ".*") if variable.get("includeAll") else variable.get("current", {}).get("value", "")
+                    expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+                return expr
+
+            if "datasource" in variables and default_source not in datasources:
+                fail(f"{relative(path)}: the datasource variable defaults to {default_source!r}, not a provisioned uid")
             panel_ids = set()
             for panel in panels_of(dashboard):
                 title = panel.get("title", "")
@@ -166,7 +196,7 @@ def main():
                 if panel.get("type") == "row":
                     continue
                 for ref in [panel.get("datasource")] + [t.get("datasource") for t in panel.get("targets", [])]:
-                    if not isinstance(ref, dict) or ref.get("uid") not in datasources:
+                    if not isinstance(ref, dict) or resolve(ref.get("uid")) not in datasources:
                         fail(f"{relative(path)}: panel {title!r} references datasource {ref!r}, not a provisioned uid")
                 if not panel.get("targets"):
                     fail(f"{relative(path)}: panel {title!r} has no query")
@@ -175,15 +205,25 @@ def main():
                     for job in re.findall(r'job="([^"]*)"', expr):
                         if job not in jobs:
                             fail(f"panel {title!r}: job {job!r} is not a job of prometheus.yml ({sorted(jobs)})")
-                    if re.search(r'instance=~?"', expr):
+                    if re.search(r'instance=~?"(?!\$instance")', expr):
                         fail(f"panel {title!r}: a hard-coded instance exists only on one machine: {expr}")
+                    if dashboard.get("title") == "pulse overview" and re.search(r'job="pulse"', expr) \
+                            and 'namespace=~"$namespace"' not in expr:
+                        fail(f"panel {title!r}: a query on job pulse without the namespace variable: {expr}")
                     for name in re.findall(r"\b[a-z_]+:[a-z_0-9]+:[a-z_0-9]+\b", expr):
                         if name not in recorded:
                             fail(f"panel {title!r}: {name} is not a recording rule")
                     if not expr.strip():
                         fail(f"panel {title!r}: a target has no expr")
-                    exprs.append({"dashboard": dashboard.get("title"), "panel": title, "expr": expr,
-                                  "datasource": target["datasource"]})
+                    exprs.append({"dashboard": dashboard.get("title"), "panel": title, "expr": all_values(expr),
+                                  "datasource": {**target["datasource"], "uid": resolve(target["datasource"]["uid"])}})
+                if any(re.search(p, title.lower()) for p in THRESHOLD_PANELS):
+                    steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+                    if len(steps) < 2:
+                        fail(f"{relative(path)}: panel {title!r} draws no threshold")
+                    if panel["type"] == "timeseries" and "line" not in panel["fieldConfig"]["defaults"].get(
+                            "custom", {}).get("thresholdsStyle", {}).get("mode", ""):
+                        fail(f"{relative(path)}: panel {title!r} has thresholds but does not draw them")
             if dashboard.get("title") == "pulse overview":
                 found_overview = True
                 titles = [p.get("title", "").lower() for p in panels_of(dashboard)]
@@ -192,6 +232,7 @@ def main():
                         fail(f"'pulse overview' has no panel for {what}")
                 uses_rules = sum(1 for e in exprs if re.search(r"\w+:\w+:\w+", e["expr"]))
                 say(f"'pulse overview': {len(panel_ids)} panels, all {len(REQUIRED_PANELS)} required ones, {uses_rules} queries on recording rules")
+                say(f"'pulse overview': variables {', '.join(sorted(VARIABLES))}; thresholds drawn on every SLO and limit panel")
     if not found_overview:
         fail("no dashboard titled 'pulse overview'")
     if not exprs:

@@ -156,6 +156,6 @@ if not slow:
 PY
 
 step "an alert fires when the pulse target is absent, not only when it is down"
-grep -Eq 'expr: +absent(_over_time)?\(up\{job="pulse"\}' monitoring/prometheus/rules/*.yml ||
+grep -Eq '^ *(expr: +)?absent(_over_time)?\(up\{job="pulse"\}' monitoring/prometheus/rules/*.yml ||
   die "no alert on absent(up{job=\"pulse\"}): with no target at all, up == 0 never fires"
 info "PulseAbsent: absent(up{job=\"pulse\"}) (promtool tests above cover firing and silence)"

@@ -3,12 +3,18 @@
 # Alertmanager binaries (Debian's), a real pulse and pulse's alert log.
 #
 # Usage: scripts/e2e/monitoring.sh [PULSE_BINARY]
-# 1. start pulse (fault injection on), the alert log, Alertmanager, Prometheus
+# 1. start pulse as compose does by default (no fault injection), the alert
+#    log, Alertmanager and Prometheus
 # 2. check the pulse target is up and every rule evaluates without error
-# 3. send mixed traffic (some /status/500, some /delay), then check every
-#    recording rule and every Grafana panel query returns data
-# 4. stop pulse and wait for the shipped PulseDown alert (for: 1m) to travel
-#    Prometheus -> Alertmanager -> the alert log, with its labels
+# 3. send a little normal traffic, then check that every recording rule and
+#    every Grafana panel query returns data, and that no alert but the
+#    Watchdog fires: a healthy service shows no empty panel and pages nobody
+# 4. the Watchdog reaches the alert log's heartbeat receiver
+# 5. stop pulse and wait for the page that every instance is down
+#    (PulseAllInstancesDown, for: 1m) to travel Prometheus -> Alertmanager ->
+#    the alert log, with its labels and absolute runbook link
+# 6. Alertmanager's inhibition rules, with alerts posted to its API: a page
+#    holds back the warnings under it, and only in its own namespace
 # Only host-specific addresses are rewritten in copies of the shipped files;
 # the rewrite is printed as a diff. Every wait is bounded; every process is
 # stopped on exit.
@@ -42,9 +48,14 @@ trap cleanup EXIT
 # query PROMQL prints the JSON result of an instant query.
 query() { curl -s --max-time 5 "$prometheus/api/v1/query" --data-urlencode "query=$1"; }
 has_data() { grep -q '"result":\[{' <<<"$1"; }
+# has_value ANSWER: at least one series with a number, not NaN (a ratio of
+# no requests), which a panel would show as empty.
+has_value() { python3 -c 'import json, math, sys
+result = json.loads(sys.argv[1])["data"]["result"]
+sys.exit(not any(not math.isnan(float(r["value"][1])) for r in result))' "$1" 2>/dev/null; }
 
-step "starting pulse (fault injection on) and the alert log"
-start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0
+step "starting pulse (defaults, as compose runs it) and the alert log"
+start_pulse "$binary" "$work/pulse.log" PULSE_DRAIN_DELAY=0
 pulse_port="${PULSE_URL##*:}"
 alert_log_port="$(free_port)"
 PORT="$alert_log_port" HOST=127.0.0.1 PULSE_LOG_FORMAT=json "$binary" alert-log >"$work/alert-log.log" 2>&1 &
@@ -86,40 +97,66 @@ step "the pulse target is up"
 wait_pulse_scraped "$prometheus" 40 || die "pulse never came up in Prometheus"
 info "up{job=\"pulse\"} == 1"
 
-step "mixed traffic for 20 s: /, /health, /status/500, /status/404, /delay/250"
+step "a little normal traffic for 20 s: /, /version, /openapi.json, POST /echo, /health"
 for round in $(seq 1 40); do
-  curl -s -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null -o /dev/null --max-time 5 \
-    "$PULSE_URL/" "$PULSE_URL/" "$PULSE_URL/health" "$PULSE_URL/status/500" "$PULSE_URL/status/404" "$PULSE_URL/delay/250"
-  [ $((round % 10)) -eq 0 ] && info "$((round * 6)) requests sent"
-  sleep 0.25
+  curl -s -o /dev/null -o /dev/null -o /dev/null -o /dev/null --max-time 5 \
+    "$PULSE_URL/" "$PULSE_URL/" "$PULSE_URL/version" "$PULSE_URL/health"
+  curl -s -o /dev/null --max-time 5 -H 'Content-Type: application/json' -d '{"round":'"$round"'}' "$PULSE_URL/echo"
+  [ $((round % 10)) -eq 0 ] && curl -s -o /dev/null --max-time 5 "$PULSE_URL/openapi.json"
+  [ $((round % 10)) -eq 0 ] && info "$((round * 5)) requests sent"
+  sleep 0.5
 done
 
 step "every recording rule yields a value"
-deadline=$((SECONDS + 90))
-mapfile -t recorded < <(awk '$1 == "-" && $2 == "record:" { print $3 }' monitoring/prometheus/rules/*.yml)
+deadline=$((SECONDS + 120))
+mapfile -t recorded < <(awk '$1 == "-" && $2 == "record:" { print $3 }' monitoring/prometheus/rules/*.yml | sort -u)
 [ "${#recorded[@]}" -gt 0 ] || die "no recording rules found"
 for rule in "${recorded[@]}"; do
-  until has_data "$(query "$rule")"; do
+  until has_value "$(query "$rule")"; do
     [ "$SECONDS" -lt "$deadline" ] || die "recording rule $rule has no value: $(query "$rule")"
     sleep 2
   done
   info "$rule = $(query "$rule" | grep -o '"value":\[[^]]*\]' | head -n1)"
 done
+# Right after the first requests a window may hold none yet (0/0 is NaN):
+# each ratio must settle at 0 within the deadline.
+for ratio in namespace_job:http_requests_errors:ratio_rate5m namespace_job:http_requests_slow:ratio_rate5m; do
+  until value="$(query "$ratio" | python3 -c 'import json, sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')" &&
+    [ "$value" = 0 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "$ratio is ${value:-empty} on a healthy service, expected 0"
+    sleep 2
+  done
+done
+info "the error and slow ratios of the healthy service are 0, not empty"
 rules="$(curl -s "$prometheus/api/v1/rules")"
 if grep -q '"health":"err"' <<<"$rules"; then
   die "a rule fails to evaluate: $(grep -o '"lastError":"[^"]\+"' <<<"$rules" | head -n3)"
 fi
 info "every rule and alert evaluates without error"
 
-step "every Grafana panel query returns data"
+step "every Grafana panel query returns a number (variables at All)"
+deadline=$((SECONDS + 60))
+# pulse exports its memory limit only inside a cgroup that has one: on this
+# host there may be none, and then the limit query must be empty too.
+has_limit=false
+curl -s --max-time 5 "$PULSE_URL/metrics" | grep -q '^pulse_memory_limit_bytes ' && has_limit=true
 panels=0
 while IFS= read -r line; do
   panel="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["panel"])' "$line")"
   expr="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["expr"])' "$line")"
   answer="$(query "$expr")"
-  has_data "$answer" || die "panel '$panel' returns no data for: $expr ($answer)"
+  if [ "$has_limit" = false ] && [[ "$expr" == pulse_memory_limit_bytes* ]]; then
+    ! has_data "$answer" || die "panel '$panel': a memory limit that pulse does not export: $answer"
+    info "$panel: $expr (empty, as it must be: no memory limit on this host, so pulse exports none)"
+  else
+    until has_value "$answer"; do
+      [ "$SECONDS" -lt "$deadline" ] || die "panel '$panel' shows no number for: $expr ($answer)"
+      sleep 2
+      answer="$(query "$expr")"
+    done
+    info "$panel: $expr = $(grep -o '"value":\[[^]]*\]' <<<"$answer" | head -n1)"
+  fi
   panels=$((panels + 1))
-  info "$panel: $expr"
 done < <(scripts/ci/check-grafana.py --exprs)
 # Counted from the dashboard files themselves, so a parser that reads too
 # few queries (or none) cannot pass.
@@ -132,27 +169,81 @@ print(sum(len(panel.get("targets", [])) for path in glob.glob(sys.argv[1])
           for panel in panels(json.load(open(path)))))' 'monitoring/grafana/dashboards/*.json')"
 [ "$targets" -gt 0 ] || die "the dashboards hold no panel targets"
 [ "$panels" -eq "$targets" ] || die "$panels queries ran, but the dashboards hold $targets panel targets"
-info "$panels queries returned data: every one of the dashboards' $targets panel targets"
+info "$panels queries checked: every one of the dashboards' $targets panel targets"
 
-step "stopping pulse: PulseDown must reach the alert log through Alertmanager (for: 1m)"
+step "no alert but the Watchdog fires or is pending on the healthy stack"
+alerts="$(curl -s --max-time 5 "$prometheus/api/v1/alerts")"
+python3 - "$alerts" <<'PY' || die "a healthy stack raises alerts"
+import json, sys
+alerts = json.loads(sys.argv[1])["data"]["alerts"]
+names = sorted(f'{a["labels"]["alertname"]} ({a["state"]})' for a in alerts)
+print("    alerts:", ", ".join(names) or "none")
+if names != ["Watchdog (firing)"]:
+    sys.exit(1)
+PY
+
+step "the Watchdog reaches the alert log's heartbeat receiver"
+deadline=$((SECONDS + 60))
+until grep '"alertname":"Watchdog"' "$work/alert-log.log" | grep -q '"path":"/heartbeat"'; do
+  [ "$SECONDS" -lt "$deadline" ] || die "the Watchdog never reached /heartbeat"
+  sleep 1
+done
+info "$(grep '"alertname":"Watchdog"' "$work/alert-log.log" | head -n1)"
+
+step "stopping pulse: PulseAllInstancesDown must page through Alertmanager (for: 1m)"
 stop_pulse || true
 alert_started=$SECONDS
 deadline=$((SECONDS + 180))
-until grep -q '"alertname":"PulseDown"' "$work/alert-log.log"; do
-  [ "$SECONDS" -lt "$deadline" ] || die "PulseDown never reached the alert log"
+until grep -q '"alertname":"PulseAllInstancesDown"' "$work/alert-log.log"; do
+  [ "$SECONDS" -lt "$deadline" ] || die "PulseAllInstancesDown never reached the alert log"
   if [ $(((SECONDS - alert_started) % 15)) -eq 0 ]; then
     state="$(curl -s "$prometheus/api/v1/alerts" | python3 -c 'import json, sys
-states = [a["state"] for a in json.load(sys.stdin)["data"]["alerts"] if a["labels"]["alertname"] == "PulseDown"]
+states = [a["state"] for a in json.load(sys.stdin)["data"]["alerts"] if a["labels"]["alertname"] == "PulseAllInstancesDown"]
 print(", ".join(states) or "not yet")')"
-    info "$((SECONDS - alert_started))s: PulseDown in Prometheus: $state"
+    info "$((SECONDS - alert_started))s: PulseAllInstancesDown in Prometheus: $state"
   fi
   sleep 1
 done
-line="$(grep '"alertname":"PulseDown"' "$work/alert-log.log" | head -n1)"
+line="$(grep '"alertname":"PulseAllInstancesDown"' "$work/alert-log.log" | head -n1)"
 for expected in '"status":"firing"' '"severity":"critical"' '"receiver":"page"' '"path":"/page"' \
-  "\"instance\":\"127.0.0.1:$pulse_port\"" '"runbook_url":"docs/runbooks.md#pulsedown"'; do
+  '"runbook_url":"https://github.com/pulse-dev/pulse/blob/main/docs/runbooks.md#pulseallinstancesdown"'; do
   grep -qF "$expected" <<<"$line" || die "the alert lacks $expected: $line"
 done
 info "received after $((SECONDS - alert_started))s: $line"
+
+step "inhibition: a page holds back the warnings under it, in its own namespace only"
+# Posted straight to Alertmanager, in a namespace of their own; the API
+# reports each alert as suppressed, and by which alert.
+post_alerts() {
+  curl -s --fail --max-time 5 -H 'Content-Type: application/json' -d "$1" "$alertmanager/api/v2/alerts" >/dev/null
+}
+post_alerts '[
+  {"labels": {"alertname": "PulseAllInstancesDown", "severity": "critical", "job": "pulse", "namespace": "e2e-a"}},
+  {"labels": {"alertname": "PulseDown", "severity": "warning", "job": "pulse", "namespace": "e2e-a", "instance": "10.9.0.1:8080"}},
+  {"labels": {"alertname": "PulseDown", "severity": "warning", "job": "pulse", "namespace": "e2e-b", "instance": "10.9.1.1:8080"}},
+  {"labels": {"alertname": "PulseErrorBudgetBurn", "severity": "critical", "job": "pulse", "namespace": "e2e-a"}},
+  {"labels": {"alertname": "PulseErrorBudgetBurn", "severity": "warning", "job": "pulse", "namespace": "e2e-a"}},
+  {"labels": {"alertname": "PulseHighErrorRate", "severity": "warning", "job": "pulse", "namespace": "e2e-a"}},
+  {"labels": {"alertname": "PulseHighErrorRate", "severity": "warning", "job": "pulse", "namespace": "e2e-b"}}
+]' || die "Alertmanager refused the test alerts"
+expected_states='PulseAllInstancesDown critical e2e-a active
+PulseDown warning e2e-a suppressed
+PulseDown warning e2e-b active
+PulseErrorBudgetBurn critical e2e-a active
+PulseErrorBudgetBurn warning e2e-a suppressed
+PulseHighErrorRate warning e2e-a suppressed
+PulseHighErrorRate warning e2e-b active'
+deadline=$((SECONDS + 30))
+until states="$(curl -s --max-time 5 "$alertmanager/api/v2/alerts" | python3 -c 'import json, sys
+rows = ["%s %s %s %s" % (a["labels"]["alertname"], a["labels"]["severity"], a["labels"]["namespace"], a["status"]["state"])
+        for a in json.load(sys.stdin) if a["labels"].get("namespace", "").startswith("e2e-")]
+print("\n".join(sorted(rows)))')" && [ "$states" = "$expected_states" ]; do
+  [ "$SECONDS" -lt "$deadline" ] || die "inhibition: expected
+$expected_states
+got
+$states"
+  sleep 1
+done
+while IFS= read -r state; do info "$state"; done <<<"$states"
 
 step "e2e-monitoring passed in $((SECONDS - started))s"
