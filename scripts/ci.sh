@@ -82,6 +82,7 @@ release_dry_run() {
   scripts/release/checksums.sh
   scripts/release/publish-image.sh localhost/pulse-release "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)" \
     "$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+  scripts/ci/check-docker-config.sh
 }
 
 # cargo-deny and cargo-cyclonedx take minutes to compile on a fresh machine.

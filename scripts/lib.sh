@@ -43,7 +43,9 @@ apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     export PULSE_APT_UPDATED=1
   fi
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # --no-remove: a package that would displace an installed one (a runner's
+  # Docker, say) makes apt stop instead of removing it.
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 }
 
 # rust_target TRIPLE adds a rustup target if it is missing.
@@ -158,7 +160,12 @@ stop_pulse() {
 #   netavark (newer podman, GitHub's runners) resolves names itself;
 # - catatonit, the pause process of the infra container kube play creates.
 podman_install() {
-  apt_install podman runc slirp4netns uidmap catatonit
+  local packages=(podman slirp4netns uidmap catatonit)
+  # An OCI runtime only when none is on PATH. On GitHub's runners runc comes
+  # from Docker's containerd.io, which Conflicts/Replaces the distribution's
+  # runc: asking apt for runc there would remove containerd.io and Docker.
+  command -v runc >/dev/null || command -v crun >/dev/null || packages+=(runc)
+  apt_install "${packages[@]}"
   if [ "$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null)" = cni ]; then
     apt_install golang-github-containernetworking-plugin-dnsname
   fi

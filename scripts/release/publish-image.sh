@@ -48,6 +48,8 @@ if [ -z "${REGISTRY_TOKEN:-}" ]; then
 fi
 step "pushing $list and $image:$revision"
 podman login --username "${REGISTRY_USER:?}" --password-stdin "${image%%/*}" <<<"$REGISTRY_TOKEN"
+# The same login where cosign and the provenance action look for it.
+scripts/release/docker-config.sh "${image%%/*}" "$REGISTRY_USER" <<<"$REGISTRY_TOKEN"
 podman manifest push --all --format v2s2 --digestfile "$work/digest" "$list" "docker://$image:$version"
 podman manifest push --all --format v2s2 "$list" "docker://$image:$revision"
 digest="$(cat "$work/digest")"
