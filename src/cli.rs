@@ -45,7 +45,7 @@ pub fn version_line() -> String {
 
 pub fn help_text() -> String {
     let mut text = format!(
-        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on 127.0.0.1:$PORT; exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
+        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on $HOST:$PORT (loopback when HOST is 0.0.0.0 or ::); exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
         version_line()
     );
     for setting in SETTINGS {
@@ -110,5 +110,23 @@ mod tests {
             rows += 1;
         }
         assert_eq!(rows, SETTINGS.len(), "the README table has {rows} rows");
+    }
+
+    /// The healthcheck follows HOST, as the README's command table says.
+    #[test]
+    fn help_and_readme_agree_on_the_healthcheck_address() {
+        let help = help_text();
+        let readme = include_str!("../README.md");
+        let in_help = help
+            .lines()
+            .find(|l| l.contains("pulse healthcheck"))
+            .unwrap();
+        let in_readme = readme
+            .lines()
+            .find(|l| l.starts_with("| `pulse healthcheck`"))
+            .unwrap();
+        for text in [in_help, in_readme] {
+            assert!(text.contains("$HOST:$PORT"), "{text}");
+        }
     }
 }

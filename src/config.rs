@@ -294,10 +294,10 @@ impl Config {
             )?,
             fault_injection: get("PULSE_FAULT_INJECTION").map_or(
                 Ok(defaults.fault_injection),
-                |(n, v)| parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false")),
+                |(n, v)| parse_bool(&v).ok_or_else(|| invalid(n, v, BOOLEAN_WORDS)),
             )?,
             h2c: get("PULSE_H2C").map_or(Ok(defaults.h2c), |(n, v)| {
-                parse_bool(&v).ok_or_else(|| invalid(n, v, "true or false"))
+                parse_bool(&v).ok_or_else(|| invalid(n, v, BOOLEAN_WORDS))
             })?,
             // tokio reads this variable itself and panics on a bad value;
             // pulse checks it here, hands tokio the number, and treats an
@@ -351,13 +351,35 @@ impl Config {
     }
 }
 
-/// A warning for a `.env` name that pulse does not read: always for a
-/// `PULSE_` name (a typo such as `PULSE_DRAIN_DLEAY` would otherwise be
-/// ignored without a word), and for another name only when it is one or two
-/// edits from a setting (`RUST_LOGG`), since a `.env` often holds other
-/// tools' variables too.
+/// The variables `compose.yaml` reads from the same `.env` (ports, images,
+/// the collector's address): compose's, not pulse's, so they pass quietly
+/// although some start with `PULSE_`. A test keeps the list equal to what
+/// compose.yaml interpolates.
+pub const COMPOSE_VARIABLES: &[&str] = &[
+    "ALERTMANAGER_IMAGE",
+    "ALERTMANAGER_PORT",
+    "GRAFANA_ADMIN_PASSWORD",
+    "GRAFANA_IMAGE",
+    "GRAFANA_PORT",
+    "JAEGER_IMAGE",
+    "JAEGER_PORT",
+    "MONITORING_BIND",
+    "PROMETHEUS_IMAGE",
+    "PROMETHEUS_PORT",
+    "PULSE_BIND",
+    "PULSE_IMAGE",
+    "PULSE_OTLP_ENDPOINT",
+    "PULSE_PORT",
+];
+
+/// A warning for a `.env` name that neither pulse nor compose reads: always
+/// for a `PULSE_` name (a typo such as `PULSE_DRAIN_DLEAY` would otherwise
+/// be ignored without a word), and for another name only when it is one or
+/// two edits from a setting (`RUST_LOGG`), since a `.env` often holds other
+/// tools' variables too. A setting within two edits is named as the likely
+/// one; further off, a guess would mislead more than help.
 pub fn unknown_setting_warning(name: &str) -> Option<String> {
-    if SETTINGS.iter().any(|s| s.name == name) {
+    if SETTINGS.iter().any(|s| s.name == name) || COMPOSE_VARIABLES.contains(&name) {
         return None;
     }
     let (distance, closest) = SETTINGS
@@ -368,7 +390,7 @@ pub fn unknown_setting_warning(name: &str) -> Option<String> {
     if !prefixed && distance > 2 {
         return None;
     }
-    let hint = if distance <= 3 {
+    let hint = if distance <= 2 {
         format!("; did you mean {closest}?")
     } else {
         String::new()
@@ -503,7 +525,13 @@ fn span_export_settings(
     let timeout = millis("OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?;
     let schedule_delay = millis("OTEL_BSP_SCHEDULE_DELAY", 5_000)?;
     let max_queue_size = count("OTEL_BSP_MAX_QUEUE_SIZE", 2048)?;
-    let max_batch_size = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?;
+    // As OpenTelemetry's SDKs do, a batch left at its default shrinks to fit
+    // a smaller queue; only two settings that contradict each other are an
+    // error.
+    let max_batch_size = match get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
+        None => 512.min(max_queue_size),
+        Some(_) => count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?,
+    };
     if max_batch_size > max_queue_size {
         return Err(ConfigError::InvalidValue {
             name: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
@@ -574,6 +602,9 @@ fn parse_host(text: &str) -> Option<IpAddr> {
         .unwrap_or(text);
     text.parse().ok()
 }
+
+/// What a boolean setting accepts, in any case, as the error says.
+const BOOLEAN_WORDS: &str = "true or false (also 1 or 0, yes or no, on or off)";
 
 fn parse_bool(text: &str) -> Option<bool> {
     match text.trim().to_ascii_lowercase().as_str() {
@@ -760,6 +791,20 @@ mod tests {
             let message = config(&[(name, value)]).unwrap_err().to_string();
             assert!(message.starts_with(&format!("{name}=")), "{message}");
         }
+        // A smaller queue alone lowers the default batch to fit, as the
+        // OpenTelemetry SDKs do; only an explicit, larger batch is refused.
+        let export = |pairs: &[(&'static str, &str)]| {
+            let mut pairs = pairs.to_vec();
+            pairs.push(("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"));
+            config(&pairs).map(|c| c.span_export.expect("export is on"))
+        };
+        let small = export(&[("OTEL_BSP_MAX_QUEUE_SIZE", "100")]).unwrap();
+        assert_eq!((small.max_queue_size, small.max_batch_size), (100, 100));
+        let default = export(&[]).unwrap();
+        assert_eq!(
+            (default.max_queue_size, default.max_batch_size),
+            (2048, 512)
+        );
         let message = config(&[
             ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "20"),
@@ -798,6 +843,39 @@ mod tests {
         assert!(unknown_setting_warning("PULSE_SOMETHING_ELSE_ENTIRELY").is_some());
         assert_eq!(unknown_setting_warning("GRAFANA_ADMIN_PASSWORD"), None);
         assert_eq!(unknown_setting_warning("PULSE_DRAIN_DELAY"), None);
+        // Three edits from PULSE_H2C: still warned of, but no wrong guess.
+        let warning = unknown_setting_warning("PULSE_FOO").expect("a PULSE_ name warns");
+        assert!(!warning.contains("did you mean"), "{warning}");
+    }
+
+    /// compose.yaml reads its own variables from the same `.env`; each
+    /// passes quietly, and the list is exactly what compose.yaml reads.
+    #[test]
+    fn compose_variables_pass_quietly_and_match_compose_yaml() {
+        let compose = include_str!("../compose.yaml");
+        let mut interpolated: Vec<&str> = compose
+            .split("${")
+            .skip(1)
+            .map(|rest| rest.split([':', '}', '-']).next().unwrap_or_default())
+            .filter(|name| SETTINGS.iter().all(|s| s.name != *name))
+            .collect();
+        interpolated.sort_unstable();
+        interpolated.dedup();
+        assert_eq!(interpolated, COMPOSE_VARIABLES);
+        for name in COMPOSE_VARIABLES {
+            assert_eq!(unknown_setting_warning(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn boolean_settings_name_every_word_they_accept() {
+        for word in ["true", "TRUE", "1", "yes", "On", "false", "0", "no", "off"] {
+            assert!(config(&[("PULSE_H2C", word)]).is_ok(), "{word}");
+        }
+        let message = config(&[("PULSE_H2C", "enabled")]).unwrap_err().to_string();
+        for word in ["true", "false", "1", "0", "yes", "no", "on", "off"] {
+            assert!(message.contains(word), "{message} lacks {word}");
+        }
     }
 
     #[test]
