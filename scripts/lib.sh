@@ -189,6 +189,21 @@ podman_setup() {
     info "containers do not start with podman's defaults here; using $CONTAINERS_CONF"
     podman run --rm "$image" "$@" >/dev/null || die "podman cannot start a container, even with $CONTAINERS_CONF"
   fi
+  # compose.yaml's deploy.resources.limits and the kube Deployment's limits.
+  # Rootless podman can set a CPU limit only where the cgroup v2 cpu
+  # controller is delegated to the user: systemd does so by default from
+  # version 252 on, but only inside a user session (user@UID.service);
+  # without one podman falls back to cgroupfs and can set no limit at all.
+  local answer
+  if ! answer="$(podman run --rm --cpus 0.5 --memory 64m "$image" "$@" 2>&1 >/dev/null)"; then
+    printf '%s\n' "$answer" >&2
+    die "podman ($(podman_mode)) cannot apply --cpus and --memory, which compose.yaml and the kube Deployment set. Rootless, the cpu controller must be delegated: run in a systemd user session (loginctl enable-linger \$USER), or as root"
+  fi
+}
+
+# podman_mode prints whether podman runs rootful or rootless, and as whom.
+podman_mode() {
+  if [ "$(id -u)" -eq 0 ]; then echo "rootful, as root"; else echo "rootless, as $(id -un)"; fi
 }
 
 # free_port prints a TCP port that is free on 127.0.0.1 right now.

@@ -3,7 +3,8 @@
 # and names the missing package when it cannot: podman starts a container,
 # containers on a compose network resolve each other by name (the dnsname
 # CNI plugin on podman 4.x with CNI), `podman kube play` can build its pause
-# image (catatonit), and qemu user emulation is there for arm64.
+# image (catatonit), CPU and memory limits apply (rootless, they need the cpu
+# controller delegated), and qemu user emulation is there for arm64.
 #
 # Usage: scripts/ci/preflight.sh   (scripts/ci.sh runs it after installing)
 set -euo pipefail
@@ -30,6 +31,10 @@ printf 'FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT ["/bin/busybox"]\n' 
 podman build --quiet -t "$image" "$work" >/dev/null
 podman_setup "$image" true
 info "$(podman --version), network backend $(podman info --format '{{.Host.NetworkBackend}}')"
+
+step "podman applies CPU and memory limits (compose.yaml and the kube Deployment set both)"
+# podman_setup above has already failed, naming the cause, if it cannot.
+info "podman runs $(podman_mode) ($(podman info --format '{{.Host.CgroupManager}} cgroup {{.Host.CgroupsVersion}}, controllers: {{.Host.CgroupControllers}}' 2>/dev/null || echo unknown))"
 
 step "containers on a compose network resolve each other by name"
 podman network create "preflight-$suffix" >/dev/null
