@@ -254,7 +254,24 @@ check_locked_down() {
   info "read-only root filesystem ($root_options)"
 }
 
-# builder_image prints the Rust image the Containerfile's `bin` stage builds in.
+# builder_image prints the Rust image the Containerfile's `bin` stage builds
+# in, as it names it: repository:tag@sha256:digest.
 builder_image() {
   sed -n 's/^FROM .* \([^ ]*rust:[^ ]*\) AS bin$/\1/p' "$REPO_ROOT/Containerfile"
+}
+
+# builder_tag prints builder_image without its digest: the name a local
+# stand-in takes (a stand-in cannot have the upstream digest).
+builder_tag() {
+  local image
+  image="$(builder_image)"
+  echo "${image%@sha256:*}"
+}
+
+# standin_containerfile DIR writes to DIR/Containerfile the Containerfile with
+# the builder's digest taken out, so that a build uses the local stand-in
+# tagged builder_tag, and prints the one line it changed.
+standin_containerfile() {
+  sed "s|$(builder_image)|$(builder_tag)|" "$REPO_ROOT/Containerfile" >"$1/Containerfile"
+  { diff "$REPO_ROOT/Containerfile" "$1/Containerfile" || true; } | sed -n 's/^> /    stand-in build: /p'
 }

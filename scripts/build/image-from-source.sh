@@ -7,8 +7,9 @@
 #
 # Usage: scripts/build/image-from-source.sh upstream|standin
 #   upstream  the Containerfile's pinned builder is pulled (GitHub Actions, your machine)
-#   standin   a local stand-in tagged with the builder's name is built first
-#             (scripts/sandbox/build-standins.sh rust), for machines with no registry
+#   standin   a local stand-in tagged with the builder's name (without its
+#             digest) is built first (scripts/sandbox/build-standins.sh rust),
+#             for machines with no registry
 # It prints the cold build time of each architecture and the warm time of a
 # rebuild after a source edit, with the dependency layer cached.
 set -euo pipefail
@@ -22,8 +23,8 @@ builder="$(builder_image)"
 case "$mode" in
   upstream) info "mode upstream: podman pulls $builder" ;;
   standin)
-    info "mode standin: $builder is a local stand-in built here"
-    skip "source build with the upstream Rust image" "no registry here; built with a stand-in tagged $builder"
+    info "mode standin: $(builder_tag) is a local stand-in built here"
+    skip "source build with the upstream Rust image" "no registry here; built with a stand-in tagged $(builder_tag)"
     scripts/sandbox/build-standins.sh rust
     ;;
   *) die "usage: scripts/build/image-from-source.sh upstream|standin" ;;
@@ -36,6 +37,7 @@ podman_install
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp -r Containerfile .containerignore Cargo.toml Cargo.lock build.rs .cargo src "$context/"
+if [ "$mode" = standin ]; then standin_containerfile "$context"; fi
 revision="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 # Podman 4.3 (Debian 12) leaves $BUILDPLATFORM empty in `FROM --platform=`,
 # so a cross build would look for an arm64 builder image; naming the build

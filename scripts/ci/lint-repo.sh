@@ -39,6 +39,9 @@ step "zizmor --offline (GitHub Actions security audit)"
 zizmor --offline --quiet .github/workflows .github/dependabot.yml
 info "no findings ($(zizmor --version))"
 
+step "image pins: the builder by tag and digest, compose's images by version, Dependabot, the stand-ins"
+python3 scripts/ci/check-image-pins.py
+
 step "compose.yaml: every bind mount relabels for SELinux (:z)"
 # On Fedora and RHEL, Podman denies a container its bind-mounted files
 # unless they are relabelled; `z` (shared) does that and is ignored where

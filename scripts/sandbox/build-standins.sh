@@ -11,8 +11,9 @@
 #   binaries link glibc only, so each image is the binary, libc.so.6, the
 #   dynamic loader and a static busybox (sh and wget, as upstream).
 # rust: the builder the Containerfile's `bin` stage names, built from a
-#   debootstrap'ed Debian 12 and rustup, and tagged with that exact upstream
-#   name so `podman build .` uses it without a pull. It is built once per
+#   debootstrap'ed Debian 12 and rustup, and tagged with that upstream name
+#   without its digest (builder_tag); stand-in builds use a copy of the
+#   Containerfile without the digest (standin_containerfile). It is built once per
 #   machine; PULSE_REBUILD_STANDINS=1 builds it again.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -60,7 +61,7 @@ monitoring_standin() {
 
 rust_standin() {
   local builder version root="$work/debian"
-  builder="$(builder_image)"
+  builder="$(builder_tag)"
   version="$(sed -n 's|.*/rust:\([0-9.]*\)-.*|\1|p' <<<"$builder")"
   [ -n "$version" ] || die "cannot read the Rust version from '$builder'"
   if podman image exists "$builder" && [ -z "${PULSE_REBUILD_STANDINS:-}" ]; then
@@ -87,6 +88,10 @@ rust_standin() {
   mkdir -p "$work/rust"
   podman build --quiet --format docker --build-arg "RUST_VERSION=$version" \
     -f "$REPO_ROOT/scripts/sandbox/standins/rust.Containerfile" -t "$builder" "$work/rust" >/dev/null
+  # podman_setup: this machine's containers.conf where podman's defaults
+  # cannot start a container (build-standins.sh runs before any other script
+  # has set it).
+  podman_setup "$builder" rustc --version
   info "$(podman run --rm "$builder" rustc --version)"
 }
 

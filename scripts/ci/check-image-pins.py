@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Checks how the upstream images are pinned, and that the stand-ins used
+where no registry is reachable stand for exactly those images.
+
+Usage: scripts/ci/check-image-pins.py   (scripts/ci/lint-repo.sh runs it)
+
+- The Containerfile's Rust builder is pinned by tag and by digest
+  (repository:tag@sha256:<64 hex>), and the tag names a Rust version.
+- Every image compose.yaml names by default has a version tag, never
+  `latest` (pulse's own localhost image aside).
+- Dependabot watches both files (the docker and docker-compose ecosystems
+  at /), so the pins move.
+- The stand-ins: the Rust stand-in is tagged with the builder's name without
+  its digest, and scripts/e2e/compose.sh standin replaces exactly the
+  monitoring images compose.yaml reads from variables.
+"""
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def fail(message):
+    print(f"FAIL  {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def read(path):
+    with open(os.path.join(ROOT, path)) as f:
+        return f.read()
+
+
+builder = re.search(r"^FROM .* (\S*rust:\S+) AS bin$", read("Containerfile"), re.M)
+if not builder:
+    fail("Containerfile: no `FROM ... rust:... AS bin` line")
+pinned = re.fullmatch(r"(docker\.io/library/rust):(\d+\.\d+\.\d+)-([a-z-]+)@sha256:([0-9a-f]{64})", builder.group(1))
+if not pinned:
+    fail(f"Containerfile: the builder {builder.group(1)} is not pinned as repository:VERSION-VARIANT@sha256:DIGEST")
+print(f"ok    builder {pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}, digest {pinned.group(4)[:12]}...")
+
+compose = yaml.safe_load(read("compose.yaml"))
+variables = {}
+for name, service in compose["services"].items():
+    match = re.fullmatch(r"\$\{(\w+):-([^}]+)\}", service.get("image", ""))
+    if not match:
+        fail(f"compose.yaml: service {name}'s image {service.get('image')!r} is not ${{VARIABLE:-default}}")
+    variable, image = match.groups()
+    if image.startswith("localhost/pulse"):
+        continue
+    tag = re.fullmatch(r"[\w./-]+:([\w.-]+)(@sha256:[0-9a-f]{64})?", image)
+    if not tag or tag.group(1) == "latest":
+        fail(f"compose.yaml: service {name} pulls {image}: pin a version tag")
+    variables[variable] = image
+print(f"ok    compose.yaml pins {len(variables)} upstream images by version: {', '.join(sorted(variables.values()))}")
+
+dependabot = yaml.safe_load(read(".github/dependabot.yml"))
+watched = {(u["package-ecosystem"], u.get("directory")) for u in dependabot["updates"]}
+for ecosystem in ("docker", "docker-compose"):
+    if (ecosystem, "/") not in watched:
+        fail(f".github/dependabot.yml: no {ecosystem} updates for / (Containerfile, compose.yaml)")
+print("ok    Dependabot watches the Containerfile (docker) and compose.yaml (docker-compose)")
+
+compose_sh = read("scripts/e2e/compose.sh")
+replaced = set(re.findall(r"export (\w+_IMAGE)=localhost/standin/", compose_sh))
+expected = {v for v, image in variables.items() if re.search(r"/(prometheus|alertmanager):", image)}
+if replaced != expected:
+    fail(f"scripts/e2e/compose.sh standin replaces {sorted(replaced)}, but compose.yaml reads the monitoring images from {sorted(expected)}")
+# The name the Rust stand-in gets, from the same function build-standins.sh calls.
+tag = subprocess.run(["bash", "-c", "source scripts/lib.sh && builder_tag"], cwd=ROOT,
+                     capture_output=True, text=True, check=True).stdout.strip()
+if tag != f"{pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}":
+    fail(f"builder_tag gives {tag!r}, not the Containerfile's builder without its digest")
+if 'builder="$(builder_tag)"' not in read("scripts/sandbox/build-standins.sh"):
+    fail("scripts/sandbox/build-standins.sh does not tag the Rust stand-in with builder_tag")
+print(f"ok    stand-ins: {', '.join(sorted(replaced))} in compose; the Rust builder as {pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}")
