@@ -86,7 +86,7 @@ mod tests {
     /// The help and the README's configuration table name the same
     /// settings with the same defaults.
     #[test]
-    fn help_lists_the_settings_of_the_readme_table() {
+    fn help_and_the_readme_table_list_the_same_settings_defaults_and_meanings() {
         let help = help_text();
         let readme = include_str!("../README.md");
         let section = readme
@@ -99,6 +99,8 @@ mod tests {
             let cells: Vec<&str> = line.split(" | ").collect();
             let name = cells[0].trim_start_matches("| ").trim_matches('`');
             let default = cells[1].trim_matches('`');
+            // The README's meaning, its code spans plain, is --help's.
+            let meaning = cells[2].trim_end_matches(" |").replace('`', "");
             let listed = help
                 .lines()
                 .find(|help_line| help_line.split_whitespace().next() == Some(name))
@@ -106,6 +108,10 @@ mod tests {
             assert!(
                 listed.split_whitespace().nth(1) == Some(default),
                 "{name}: the README says {default}, pulse --help says {listed:?}"
+            );
+            assert!(
+                listed.ends_with(&format!(" {meaning}")),
+                "{name}: the README says {meaning:?}, pulse --help says {listed:?}"
             );
             rows += 1;
         }

@@ -83,7 +83,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PORT",
         default: "8080",
-        meaning: "TCP port to listen on (0 picks a free one)",
+        meaning: "TCP port (0 picks a free one; the log names it)",
     },
     Setting {
         name: "HOST",
@@ -93,32 +93,32 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "RUST_LOG",
         default: "info",
-        meaning: "log filter in env_logger syntax, e.g. info,pulse::access=warn",
+        meaning: "log filter in env_logger syntax, e.g. info,pulse::access=warn, checked with env_logger's own parser; empty means the default",
     },
     Setting {
         name: "PULSE_LOG_FORMAT",
         default: "text",
-        meaning: "text for people, json for one object per line",
+        meaning: "text for people, json for one object per line (the image sets json)",
     },
     Setting {
         name: "PULSE_DRAIN_DELAY",
         default: "3s",
-        meaning: "time to keep serving after SIGTERM while /readyz reports draining",
+        meaning: "after SIGTERM, keep serving this long while /readyz says draining",
     },
     Setting {
         name: "PULSE_SHUTDOWN_TIMEOUT",
         default: "5s",
-        meaning: "time in-flight requests get to finish once accepting stops",
+        meaning: "then give in-flight requests this long to finish",
     },
     Setting {
         name: "PULSE_HEADER_READ_TIMEOUT",
         default: "10s",
-        meaning: "time to send a request head; also closes idle keep-alive connections",
+        meaning: "time to send a request head; also the idle timeout: a connection with no request in flight this long is closed (HTTP/2 with GOAWAY)",
     },
     Setting {
         name: "PULSE_MAX_CONNECTIONS",
         default: "1024",
-        meaning: "open connections at most; more wait in the accept queue",
+        meaning: "open connections at most; at the cap, the connection idle longest is closed to make room (see Limits)",
     },
     Setting {
         name: "PULSE_FAULT_INJECTION",
@@ -128,12 +128,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_H2C",
         default: "true",
-        meaning: "false serves HTTP/1.1 only, without protocol detection",
+        meaning: "false serves HTTP/1.1 only: no h2c, and no look at each connection's first bytes to tell them apart",
     },
     Setting {
         name: "TOKIO_WORKER_THREADS",
         default: "",
-        meaning: "threads serving requests, 1 to 1024; unset, one per CPU available",
+        meaning: "threads that serve requests, 1 to 1024; unset, one per CPU the process may use (within its cgroup's CPU quota); 1 runs tokio's current-thread scheduler. tokio's own variable, checked by pulse: tokio would panic on a bad value",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -143,12 +143,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         default: "",
-        meaning: "full http:// URL for spans, used as is; wins over OTEL_EXPORTER_OTLP_ENDPOINT",
+        meaning: "the full http:// URL for spans, used as it is; wins over OTEL_EXPORTER_OTLP_ENDPOINT",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_PROTOCOL",
         default: "http/json",
-        meaning: "http/json, the only OTLP encoding pulse sends",
+        meaning: "http/json, the only encoding pulse sends; grpc or http/protobuf is refused",
     },
     Setting {
         name: "OTEL_TRACES_EXPORTER",
@@ -158,12 +158,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "OTEL_SERVICE_NAME",
         default: "pulse",
-        meaning: "service.name of exported spans",
+        meaning: "service.name of the exported spans",
     },
     Setting {
         name: "OTEL_RESOURCE_ATTRIBUTES",
         default: "",
-        meaning: "key=value,... added to exported spans' resource (values percent-encoded)",
+        meaning: "key=value,... added to the spans' resource, values percent-encoded",
     },
     Setting {
         name: "OTEL_TRACES_SAMPLER",
@@ -173,7 +173,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "OTEL_TRACES_SAMPLER_ARG",
         default: "1.0",
-        meaning: "the ratio of new traces the traceidratio samplers keep, 0 to 1",
+        meaning: "the share of new traces the traceidratio samplers keep, 0 to 1",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_TIMEOUT",
@@ -188,12 +188,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "OTEL_BSP_MAX_QUEUE_SIZE",
         default: "2048",
-        meaning: "spans queued at most; more are dropped and counted",
+        meaning: "spans waiting at most; more are dropped and counted",
     },
     Setting {
         name: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
         default: "512",
-        meaning: "spans per export request at most (no more than the queue size)",
+        meaning: "spans per export request at most; left at its default, it shrinks to a smaller queue",
     },
 ];
 
@@ -864,6 +864,35 @@ mod tests {
         assert_eq!(interpolated, COMPOSE_VARIABLES);
         for name in COMPOSE_VARIABLES {
             assert_eq!(unknown_setting_warning(name), None, "{name}");
+        }
+    }
+
+    /// The input rules the README's Configuration section states.
+    #[test]
+    fn durations_and_empty_values_follow_the_documented_rules() {
+        for ok in ["3600s", "3600", "250ms", "0"] {
+            assert!(config(&[("PULSE_DRAIN_DELAY", ok)]).is_ok(), "{ok}");
+        }
+        for bad in ["3601s", "0.5s", "5m"] {
+            assert!(config(&[("PULSE_DRAIN_DELAY", bad)]).is_err(), "{bad}");
+        }
+        for name in [
+            "PORT",
+            "HOST",
+            "PULSE_H2C",
+            "PULSE_DRAIN_DELAY",
+            "PULSE_LOG_FORMAT",
+        ] {
+            let error = config(&[(name, "")]).unwrap_err().to_string();
+            assert!(error.starts_with(name), "{error}");
+        }
+        for name in [
+            "RUST_LOG",
+            "TOKIO_WORKER_THREADS",
+            "OTEL_SERVICE_NAME",
+            "OTEL_BSP_MAX_QUEUE_SIZE",
+        ] {
+            assert_eq!(config(&[(name, "")]).unwrap(), Config::default(), "{name}");
         }
     }
 

@@ -127,7 +127,8 @@ fn serve(config: Config, command: Command) -> ExitCode {
             max_connections = config.max_connections,
             fault_injection = config.fault_injection,
             h2c = config.h2c,
-            worker_threads = worker_threads;
+            worker_threads = worker_threads,
+            sampler:% = config.sampler;
             "starting pulse"
         );
         #[cfg(target_os = "linux")]

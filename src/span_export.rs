@@ -177,11 +177,22 @@ impl SpanQueue {
             self.settings.clone(),
             self.counters.clone(),
         ));
+        let settings = &self.settings;
+        let resource_attributes: Vec<String> = settings
+            .resource_attributes
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
         log::info!(
-            endpoint:% = self.settings.endpoint,
-            service_name = self.settings.service_name.as_str();
+            endpoint:% = settings.endpoint,
+            service_name = settings.service_name.as_str(),
+            resource_attributes = resource_attributes.join(",").as_str(),
+            timeout_ms = settings.timeout.as_millis() as u64,
+            schedule_delay_ms = settings.schedule_delay.as_millis() as u64,
+            max_queue_size = settings.max_queue_size,
+            max_batch_size = settings.max_batch_size;
             "exporting spans as OTLP/HTTP JSON to {}",
-            self.settings.endpoint
+            settings.endpoint
         );
         Some(Exporter { stop, task })
     }

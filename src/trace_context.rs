@@ -227,6 +227,23 @@ impl Default for Sampler {
     }
 }
 
+/// As `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` would write it:
+/// `parentbased_traceidratio:0.25`.
+impl std::fmt::Display for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.parent_based {
+            f.write_str("parentbased_")?;
+        }
+        match self.root {
+            RootSampler::AlwaysOn => f.write_str("always_on"),
+            RootSampler::AlwaysOff => f.write_str("always_off"),
+            RootSampler::TraceIdRatio { threshold } => {
+                write!(f, "traceidratio:{}", threshold as f64 / (1u64 << 63) as f64)
+            }
+        }
+    }
+}
+
 impl Sampler {
     /// The `OTEL_TRACES_SAMPLER` values pulse knows.
     pub const NAMES: &str = "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio";

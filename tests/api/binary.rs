@@ -129,6 +129,41 @@ fn tokio_worker_threads_sets_how_many_threads_serve_and_the_log_says_so() {
     assert_eq!(worker_threads_of(pulse.child.id()), workers_for(cpus));
 }
 
+/// Startup logs every setting: the server's on the first line, the span
+/// export's on the exporter's (issue 35: the OTEL_* ones were missing).
+#[test]
+fn startup_logs_the_sampler_and_every_span_export_setting() {
+    let mut pulse = Binary::spawn(
+        "startup-otel",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+            ("OTEL_SERVICE_NAME", "checkout"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "team=web,tier=1"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "700"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
+        ],
+    );
+    let starting = pulse.wait_for_line("starting pulse", Duration::from_secs(10));
+    assert!(
+        starting.contains("sampler=parentbased_traceidratio:0.25"),
+        "{starting}"
+    );
+    let exporting = pulse.wait_for_line("exporting spans", Duration::from_secs(10));
+    for field in [
+        "service_name=checkout",
+        "resource_attributes=team=web,tier=1",
+        "timeout_ms=2500",
+        "schedule_delay_ms=700",
+        "max_queue_size=100",
+        "max_batch_size=100",
+    ] {
+        assert!(exporting.contains(field), "{field} missing: {exporting}");
+    }
+}
+
 #[test]
 fn a_malformed_env_file_line_exits_2_naming_file_and_line() {
     let dir = temp_dir("bad-dotenv");

@@ -53,6 +53,28 @@ async fn a_json_document_comes_back_over_http1_and_http2() {
     }
 }
 
+/// The README's word for it: the document is parsed and re-encoded, not
+/// copied, so big integers become floats and the last of duplicate keys wins.
+#[tokio::test]
+async fn the_document_comes_back_re_encoded_as_the_readme_says() {
+    let app = spawn_app(Config::default()).await;
+    let sent = br#"{"a": 1, "a": 2, "n": [12345678901234567890123, 1e2]}"#.to_vec();
+    let answer = post(app.addr, Some("application/json"), sent, Version::HTTP_11).await;
+    assert_eq!(answer.status(), 200, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        r#"{"a":2,"n":[1.2345678901234568e+22,100.0]}"#
+    );
+    let readme = include_str!("../../README.md");
+    let row = readme
+        .lines()
+        .find(|line| line.starts_with("| `POST /echo`"))
+        .expect("the README's routes table has POST /echo");
+    for claim in ["re-encoded", "1.2345678901234568e+22", "100.0", "the last wins"] {
+        assert!(row.contains(claim), "the README's /echo row lacks {claim:?}: {row}");
+    }
+}
+
 #[tokio::test]
 async fn refused_bodies_are_counted_json_errors() {
     let app = spawn_app(Config::default()).await;
