@@ -47,7 +47,6 @@ trap cleanup EXIT
 
 # query PROMQL prints the JSON result of an instant query.
 query() { curl -s --max-time 5 "$prometheus/api/v1/query" --data-urlencode "query=$1"; }
-has_data() { grep -q '"result":\[{' <<<"$1"; }
 # has_value ANSWER: at least one series with a number, not NaN (a ratio of
 # no requests), which a panel would show as empty.
 has_value() { python3 -c 'import json, math, sys
@@ -134,53 +133,8 @@ if grep -q '"health":"err"' <<<"$rules"; then
 fi
 info "every rule and alert evaluates without error"
 
-step "every Grafana panel query returns a number (variables at All)"
-deadline=$((SECONDS + 60))
-# pulse exports its memory limit only inside a cgroup that has one: on this
-# host there may be none, and then the limit query must be empty too.
-has_limit=false
-curl -s --max-time 5 "$PULSE_URL/metrics" | grep -q '^pulse_memory_limit_bytes ' && has_limit=true
-panels=0
-while IFS= read -r line; do
-  panel="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["panel"])' "$line")"
-  expr="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["expr"])' "$line")"
-  answer="$(query "$expr")"
-  if [ "$has_limit" = false ] && [[ "$expr" == pulse_memory_limit_bytes* ]]; then
-    ! has_data "$answer" || die "panel '$panel': a memory limit that pulse does not export: $answer"
-    info "$panel: $expr (empty, as it must be: no memory limit on this host, so pulse exports none)"
-  else
-    until has_value "$answer"; do
-      [ "$SECONDS" -lt "$deadline" ] || die "panel '$panel' shows no number for: $expr ($answer)"
-      sleep 2
-      answer="$(query "$expr")"
-    done
-    info "$panel: $expr = $(grep -o '"value":\[[^]]*\]' <<<"$answer" | head -n1)"
-  fi
-  panels=$((panels + 1))
-done < <(scripts/ci/check-grafana.py --exprs)
-# Counted from the dashboard files themselves, so a parser that reads too
-# few queries (or none) cannot pass.
-targets="$(python3 -c 'import glob, json, sys
-def panels(p):
-    for panel in p.get("panels", []):
-        yield panel
-        yield from panels(panel)
-print(sum(len(panel.get("targets", [])) for path in glob.glob(sys.argv[1])
-          for panel in panels(json.load(open(path)))))' 'monitoring/grafana/dashboards/*.json')"
-[ "$targets" -gt 0 ] || die "the dashboards hold no panel targets"
-[ "$panels" -eq "$targets" ] || die "$panels queries ran, but the dashboards hold $targets panel targets"
-info "$panels queries checked: every one of the dashboards' $targets panel targets"
-
-step "no alert but the Watchdog fires or is pending on the healthy stack"
-alerts="$(curl -s --max-time 5 "$prometheus/api/v1/alerts")"
-python3 - "$alerts" <<'PY' || die "a healthy stack raises alerts"
-import json, sys
-alerts = json.loads(sys.argv[1])["data"]["alerts"]
-names = sorted(f'{a["labels"]["alertname"]} ({a["state"]})' for a in alerts)
-print("    alerts:", ", ".join(names) or "none")
-if names != ["Watchdog (firing)"]:
-    sys.exit(1)
-PY
+step "every Grafana panel query returns a number (variables at All); no alert but the Watchdog"
+python3 scripts/e2e/healthy-stack.py "$prometheus" "$PULSE_URL" 60 || die "the healthy stack does not look healthy"
 
 step "the Watchdog reaches the alert log's heartbeat receiver"
 deadline=$((SECONDS + 60))
