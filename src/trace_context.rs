@@ -227,6 +227,9 @@ impl Default for Sampler {
     }
 }
 
+/// A `traceidratio` threshold is the ratio scaled to 2^63.
+const RATIO_SCALE: f64 = (1u64 << 63) as f64;
+
 /// As `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` would write it:
 /// `parentbased_traceidratio:0.25`.
 impl std::fmt::Display for Sampler {
@@ -238,7 +241,7 @@ impl std::fmt::Display for Sampler {
             RootSampler::AlwaysOn => f.write_str("always_on"),
             RootSampler::AlwaysOff => f.write_str("always_off"),
             RootSampler::TraceIdRatio { threshold } => {
-                write!(f, "traceidratio:{}", threshold as f64 / (1u64 << 63) as f64)
+                write!(f, "traceidratio:{}", threshold as f64 / RATIO_SCALE)
             }
         }
     }
@@ -259,7 +262,7 @@ impl Sampler {
             "always_off" => RootSampler::AlwaysOff,
             // The float-to-int cast saturates: a ratio of 1 keeps every trace.
             "traceidratio" => RootSampler::TraceIdRatio {
-                threshold: (ratio * (1u64 << 63) as f64) as u64,
+                threshold: (ratio * RATIO_SCALE) as u64,
             },
             _ => return None,
         };
