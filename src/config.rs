@@ -528,10 +528,7 @@ fn span_export_settings(
     // As OpenTelemetry's SDKs do, a batch left at its default shrinks to fit
     // a smaller queue; only two settings that contradict each other are an
     // error.
-    let max_batch_size = match get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") {
-        None => 512.min(max_queue_size),
-        Some(_) => count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?,
-    };
+    let max_batch_size = count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512.min(max_queue_size))?;
     if max_batch_size > max_queue_size {
         return Err(ConfigError::InvalidValue {
             name: "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
