@@ -149,6 +149,8 @@ stage "tracing: OTLP span export, decoded by opentelemetry-proto" scripts/e2e/ap
 stage "image: build amd64+arm64, smoke, scan" image
 stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build/image-from-source.sh standin
 stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e/compose.sh standin
+stage "rollout e2e: 3 replicas behind HAProxy, 2 rolling restarts at 200 req/s, no drain must fail" \
+  scripts/e2e/rollout.sh standin localhost/pulse:dev
 stage "monitoring: promtool, amtool, Grafana files" scripts/ci/check-monitoring.sh
 stage "monitoring e2e (alert end to end)" scripts/e2e/monitoring.sh
 stage "deploy: kustomize, schemas, checkov" scripts/ci/check-deploy.sh

@@ -231,6 +231,23 @@ wait_pulse_scraped() {
   done
 }
 
+# haproxy_servers STATS_URL prints one line per server of the `pulse` backend
+# of deploy/haproxy/haproxy.cfg: its status (UP, DOWN, MAINT...) and its
+# address (the CSV has it with `stats show-legends`). Fails when the stats
+# page does not answer.
+haproxy_servers() {
+  local csv
+  csv="$(curl -sf --max-time 2 "$1/stats;csv")" || return 1
+  python3 -c '
+import csv, sys
+rows = csv.reader(sys.stdin)
+header = next(rows)
+status, addr = header.index("status"), header.index("addr")
+for row in rows:
+    if row[0] == "pulse" and row[1] not in ("FRONTEND", "BACKEND"):
+        print(row[status], row[addr])' <<<"$csv"
+}
+
 # check_locked_down CONTAINER checks, from /proc of its running process, that
 # it runs as uid 65532 with no capabilities, no privilege escalation and a
 # read-only root filesystem: what the runtime did, not what was asked.

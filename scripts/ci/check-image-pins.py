@@ -8,8 +8,9 @@ Usage: scripts/ci/check-image-pins.py   (scripts/ci/lint-repo.sh runs it)
   (repository:tag@sha256:<64 hex>), and the tag names a Rust version.
 - Every image compose.yaml names by default has a version tag, never
   `latest` (pulse's own localhost image aside).
-- Dependabot watches both files (the docker and docker-compose ecosystems
-  at /), so the pins move.
+- HAProxy in deploy/compose/replicas.yaml is pinned by tag and by digest.
+- Dependabot watches these files (the docker and docker-compose ecosystems
+  at / and /deploy/compose), so the pins move.
 - The stand-ins: the Rust stand-in is tagged with the builder's name without
   its digest, and scripts/e2e/compose.sh standin replaces exactly the
   monitoring images compose.yaml reads from variables.
@@ -20,6 +21,8 @@ import subprocess
 import sys
 
 import yaml
+
+import compose_yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -57,18 +60,28 @@ for name, service in compose["services"].items():
     variables[variable] = image
 print(f"ok    compose.yaml pins {len(variables)} upstream images by version: {', '.join(sorted(variables.values()))}")
 
+replicas = compose_yaml.load(os.path.join(ROOT, "deploy/compose/replicas.yaml"))
+lb = re.fullmatch(r"\$\{(HAPROXY_IMAGE):-(docker\.io/library/haproxy:\d+\.\d+\.\d+-[a-z]+@sha256:[0-9a-f]{64})\}",
+                  replicas["services"]["lb"].get("image", ""))
+if not lb:
+    fail("deploy/compose/replicas.yaml: the lb image is not ${HAPROXY_IMAGE:-docker.io/library/haproxy:VERSION-VARIANT@sha256:DIGEST}")
+print(f"ok    HAProxy {lb.group(2).split('@')[0]}, digest {lb.group(2).split(':')[-1][:12]}...")
+
 dependabot = yaml.safe_load(read(".github/dependabot.yml"))
 watched = {(u["package-ecosystem"], u.get("directory")) for u in dependabot["updates"]}
-for ecosystem in ("docker", "docker-compose"):
-    if (ecosystem, "/") not in watched:
-        fail(f".github/dependabot.yml: no {ecosystem} updates for / (Containerfile, compose.yaml)")
-print("ok    Dependabot watches the Containerfile (docker) and compose.yaml (docker-compose)")
+for ecosystem, directory in (("docker", "/"), ("docker-compose", "/"), ("docker-compose", "/deploy/compose")):
+    if (ecosystem, directory) not in watched:
+        fail(f".github/dependabot.yml: no {ecosystem} updates for {directory}")
+print("ok    Dependabot watches the Containerfile (docker), compose.yaml and deploy/compose (docker-compose)")
 
 compose_sh = read("scripts/e2e/compose.sh")
 replaced = set(re.findall(r"export (\w+_IMAGE)=localhost/standin/", compose_sh))
 expected = {v for v, image in variables.items() if re.search(r"/(prometheus|alertmanager):", image)}
 if replaced != expected:
     fail(f"scripts/e2e/compose.sh standin replaces {sorted(replaced)}, but compose.yaml reads the monitoring images from {sorted(expected)}")
+replaced_in_rollout = set(re.findall(r"export (\w+_IMAGE)=localhost/standin/", read("scripts/e2e/rollout.sh")))
+if replaced_in_rollout != expected | {"HAPROXY_IMAGE"}:
+    fail(f"scripts/e2e/rollout.sh standin replaces {sorted(replaced_in_rollout)}, expected {sorted(expected | {'HAPROXY_IMAGE'})}")
 # The name the Rust stand-in gets, from the same function build-standins.sh calls.
 tag = subprocess.run(["bash", "-c", "source scripts/lib.sh && builder_tag"], cwd=ROOT,
                      capture_output=True, text=True, check=True).stdout.strip()
@@ -76,4 +89,4 @@ if tag != f"{pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}":
     fail(f"builder_tag gives {tag!r}, not the Containerfile's builder without its digest")
 if 'builder="$(builder_tag)"' not in read("scripts/sandbox/build-standins.sh"):
     fail("scripts/sandbox/build-standins.sh does not tag the Rust stand-in with builder_tag")
-print(f"ok    stand-ins: {', '.join(sorted(replaced))} in compose; the Rust builder as {pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}")
+print(f"ok    stand-ins: {', '.join(sorted(replaced))} in compose, and HAPROXY_IMAGE in the rollout; the Rust builder as {pinned.group(1)}:{pinned.group(2)}-{pinned.group(3)}")

@@ -42,17 +42,22 @@ info "no findings ($(zizmor --version))"
 step "image pins: the builder by tag and digest, compose's images by version, Dependabot, the stand-ins"
 python3 scripts/ci/check-image-pins.py
 
-step "compose.yaml: every bind mount relabels for SELinux (:z)"
+step "compose.yaml and deploy/compose: every bind mount relabels for SELinux (:z)"
 # On Fedora and RHEL, Podman denies a container its bind-mounted files
 # unless they are relabelled; `z` (shared) does that and is ignored where
 # SELinux is off.
 python3 - <<'PY'
+import glob
 import sys
-import yaml
 
-compose = yaml.safe_load(open("compose.yaml"))
+sys.path.insert(0, "scripts/ci")
+import compose_yaml
+
+services = []
+for path in ["compose.yaml", *sorted(glob.glob("deploy/compose/*.yaml"))]:
+    services += [(f"{path}: {name}", service) for name, service in compose_yaml.load(path)["services"].items()]
 bad, mounts = [], 0
-for name, service in compose["services"].items():
+for name, service in services:
     for volume in service.get("volumes", []):
         source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
         if not source.startswith((".", "/")):
@@ -64,7 +69,7 @@ for name, service in compose["services"].items():
 if bad:
     sys.exit("bind mounts without :z: " + "; ".join(bad))
 if mounts == 0:
-    sys.exit("no bind mounts found in compose.yaml: the check read nothing")
+    sys.exit("no bind mounts found in the compose files: the check read nothing")
 print(f"    {mounts} bind mounts, each with :z")
 PY
 

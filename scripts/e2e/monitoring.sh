@@ -69,8 +69,19 @@ prometheus="http://127.0.0.1:$prometheus_port"
 alertmanager="http://127.0.0.1:$alertmanager_port"
 cp -r monitoring/prometheus "$work/prometheus"
 cp -r monitoring/alertmanager "$work/alertmanager"
-sed -i -e "s/\"pulse:8080\"/\"127.0.0.1:$pulse_port\"/" \
-  -e "s/\"alertmanager:9093\"/\"127.0.0.1:$alertmanager_port\"/" \
+# The pulse job finds its replicas through the compose DNS name; here the
+# one pulse is a static target.
+python3 - "$work/prometheus/prometheus.yml" "127.0.0.1:$pulse_port" <<'PY'
+import re, sys
+path, target = sys.argv[1], sys.argv[2]
+text = open(path).read()
+pattern = r"    dns_sd_configs:\n      - names: \[pulse\]\n(        .*\n)+"
+text, replaced = re.subn(pattern, f'    static_configs:\n      - targets: ["{target}"]\n', text)
+if replaced != 1:
+    sys.exit(f"expected one dns_sd_configs block for [pulse] in {path}, found {replaced}")
+open(path, "w").write(text)
+PY
+sed -i -e "s/\"alertmanager:9093\"/\"127.0.0.1:$alertmanager_port\"/" \
   -e "s/\"localhost:9090\"/\"127.0.0.1:$prometheus_port\"/" "$work/prometheus/prometheus.yml"
 sed -i -e "s|http://alert-log:9095/|http://127.0.0.1:$alert_log_port/|" "$work/alertmanager/alertmanager.yml"
 diff -u monitoring/prometheus/prometheus.yml "$work/prometheus/prometheus.yml" | grep '^[-+] ' || true

@@ -3,10 +3,10 @@
 # container registry (this repo's CI sandbox). A fork whose machines can pull
 # images can delete this script and scripts/sandbox/standins/.
 #
-# Usage: scripts/sandbox/build-standins.sh [prometheus] [alertmanager] [rust]
+# Usage: scripts/sandbox/build-standins.sh [prometheus] [alertmanager] [haproxy] [rust]
 #        (default: prometheus alertmanager)
 #
-# prometheus, alertmanager: Debian's binaries in scratch, tagged
+# prometheus, alertmanager, haproxy: Debian's binaries in scratch, tagged
 #   localhost/standin/NAME:debian (clearly not the upstream images). The
 #   binaries link glibc only, so each image is the binary, libc.so.6, the
 #   dynamic loader and a static busybox (sh and wget, as upstream).
@@ -40,19 +40,25 @@ rootfs() {
   chmod 1777 "$dir/rootfs/tmp"
 }
 
-monitoring_standin() {
-  local name="$1" binary=/usr/bin/prometheus
-  apt_install podman prometheus prometheus-alertmanager busybox-static
+debian_standin() {
+  local name="$1" package binary
+  case "$name" in
+    prometheus) package=prometheus binary=/usr/bin/prometheus ;;
+    alertmanager) package=prometheus-alertmanager binary=/usr/bin/prometheus-alertmanager ;;
+    haproxy) package=haproxy binary=/usr/sbin/haproxy ;;
+  esac
+  apt_install podman busybox-static "$package"
   step "building localhost/standin/$name:debian"
-  [ "$name" = alertmanager ] && binary=/usr/bin/prometheus-alertmanager
   rootfs "$work/$name" "$binary" "$name"
-  if [ "$name" = prometheus ]; then
-    cp /usr/bin/promtool "$work/$name/rootfs/bin/promtool"
-  else
-    # Debian's alertmanager reads its notification templates from here.
-    mkdir -p "$work/$name/rootfs/usr/share/prometheus"
-    cp -r /usr/share/prometheus/alertmanager "$work/$name/rootfs/usr/share/prometheus/"
-  fi
+  case "$name" in
+    prometheus) cp /usr/bin/promtool "$work/$name/rootfs/bin/promtool" ;;
+    alertmanager)
+      # Debian's alertmanager reads its notification templates from here.
+      mkdir -p "$work/$name/rootfs/usr/share/prometheus"
+      cp -r /usr/share/prometheus/alertmanager "$work/$name/rootfs/usr/share/prometheus/"
+      ;;
+    haproxy) mkdir -p "$work/$name/rootfs/usr/local/etc/haproxy" ;;
+  esac
   cp "$REPO_ROOT/scripts/sandbox/standins/$name.Containerfile" "$work/$name/Containerfile"
   podman build --quiet --format docker -t "localhost/standin/$name:debian" "$work/$name" >/dev/null
   info "$("$binary" --version 2>&1 | head -n1)"
@@ -97,8 +103,8 @@ rust_standin() {
 
 for name in "${names[@]}"; do
   case "$name" in
-    prometheus | alertmanager) monitoring_standin "$name" ;;
+    prometheus | alertmanager | haproxy) debian_standin "$name" ;;
     rust) rust_standin ;;
-    *) die "unknown stand-in '$name': use prometheus, alertmanager or rust" ;;
+    *) die "unknown stand-in '$name': use prometheus, alertmanager, haproxy or rust" ;;
   esac
 done
