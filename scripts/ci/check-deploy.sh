@@ -125,7 +125,7 @@ kubernetes-validate --strict --quiet -k "$kubernetes_version" "$work/knative-pod
 info "its pod spec passes strict validation as a Pod"
 info "not validated: the Knative CRD schema itself (no Knative schema is bundled offline)"
 
-step "replicas, HPA, PDB and rollout agree; the grace period covers the drain"
+step "replicas, HPA, PDB and rollout agree; the grace period covers preStop, drain and shutdown"
 python3 - "$work/base.yaml" <<'PY'
 import re
 import sys
@@ -148,11 +148,50 @@ print(f"    no replicas in the Deployment; HPA minReplicas {minimum}; PDB minAva
 pod = deployment["spec"]["template"]["spec"]
 env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
 seconds = lambda v: int(re.fullmatch(r"(\d+)s?", v).group(1))
-needed = seconds(env["PULSE_DRAIN_DELAY"]) + seconds(env["PULSE_SHUTDOWN_TIMEOUT"])
+# preStop: the sleep action (no shell in the image), long enough for the
+# Endpoints change to reach kube-proxy, and inside the grace period.
+pre_stop = pod["containers"][0].get("lifecycle", {}).get("preStop", {})
+assert set(pre_stop) == {"sleep"}, f"preStop must be the sleep action alone (the image has no shell), not {pre_stop}"
+pre_stop_seconds = pre_stop["sleep"]["seconds"]
+assert pre_stop_seconds >= 3, f"a preStop sleep of {pre_stop_seconds}s is too short for the Endpoints change to propagate"
+needed = pre_stop_seconds + seconds(env["PULSE_DRAIN_DELAY"]) + seconds(env["PULSE_SHUTDOWN_TIMEOUT"])
 grace = pod["terminationGracePeriodSeconds"]
-assert grace > needed, f"terminationGracePeriodSeconds {grace} <= drain + timeout {needed}"
-assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-print(f"    terminationGracePeriodSeconds {grace} > drain {env['PULSE_DRAIN_DELAY']} + timeout {env['PULSE_SHUTDOWN_TIMEOUT']}; maxUnavailable 0")
+assert grace > needed, f"terminationGracePeriodSeconds {grace} <= preStop + drain + timeout {needed}"
+rolling = deployment["spec"]["strategy"]["rollingUpdate"]
+assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+assert rolling["maxUnavailable"] == 0, "maxUnavailable must be 0: capacity never drops in a rollout"
+assert rolling["maxSurge"] not in (0, "0", "0%"), "with maxUnavailable 0 a rollout needs a maxSurge"
+assert deployment["spec"].get("minReadySeconds", 0) >= 1, "minReadySeconds: a pod must stay ready a while before it counts"
+print(f"    terminationGracePeriodSeconds {grace} > preStop sleep {pre_stop_seconds}s + drain {env['PULSE_DRAIN_DELAY']} + timeout {env['PULSE_SHUTDOWN_TIMEOUT']}")
+print(f"    rollout: maxUnavailable 0, maxSurge {rolling['maxSurge']}, minReadySeconds {deployment['spec']['minReadySeconds']}")
+PY
+
+step "deploy/haproxy: haproxy -c, and a draining replica leaves the pool before it stops"
+command -v haproxy >/dev/null || apt_install haproxy
+# haproxy -c resolves nothing (init-addr none) and needs only the slot count.
+(cd "$work" && PULSE_REPLICAS=3 haproxy -c -f "$REPO_ROOT/deploy/haproxy/haproxy.cfg") | sed 's/^/    /'
+python3 - <<'PY'
+import re
+import sys
+
+sys.path.insert(0, "scripts/ci")
+import compose_yaml
+
+base = compose_yaml.load("compose.yaml")["services"]["pulse"]
+overlay = compose_yaml.load("deploy/compose/replicas.yaml")["services"]
+assert overlay["pulse"]["ports"] == [], "the replicas must publish no port of their own"
+assert base["ports"][0] in overlay["lb"]["ports"], f"HAProxy must publish the port a single pulse does ({base['ports'][0]})"
+print(f"    HAProxy publishes {base['ports'][0]}, the port a single pulse publishes; the replicas publish none")
+cfg = open("deploy/haproxy/haproxy.cfg").read()
+assert re.search(r"^  http-check send meth GET uri /readyz$", cfg, re.M), "HAProxy must check /readyz"
+assert re.search(r"^  http-check expect status 200$", cfg, re.M)
+inter = int(re.search(r"^  default-server .*\binter (\d+)s\b", cfg, re.M).group(1))
+fall = int(re.search(r"^  default-server .*\bfall (\d+)\b", cfg, re.M).group(1))
+drain = int(re.fullmatch(r"(\d+)s", base["environment"]["PULSE_DRAIN_DELAY"]).group(1))
+# The first failing check comes at most `inter` after /readyz turns 503, and
+# `fall` of them take the server out: that must happen inside the drain delay.
+assert inter * fall < drain, f"HAProxy takes up to {inter * fall}s to notice a drain of {drain}s"
+print(f"    /readyz checked every {inter}s, out after {fall} failure(s): {inter * fall}s < PULSE_DRAIN_DELAY {drain}s")
 PY
 
 step "checkov --skip-download -d deploy"
@@ -172,7 +211,8 @@ import sys
 import yaml
 
 skips = 0
-for path in glob.glob(f"{sys.argv[1]}/**/*.yaml", recursive=True):
+# Kubernetes and Knative objects only: deploy/compose is a compose overlay.
+for path in glob.glob(f"{sys.argv[1]}/k*/**/*.yaml", recursive=True):
     for document in yaml.safe_load_all(open(path)):
         annotations = ((document or {}).get("metadata") or {}).get("annotations") or {}
         for key, value in annotations.items():
