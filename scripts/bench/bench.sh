@@ -27,6 +27,10 @@
 # together, the same two builds of bare_auto give 1.00x +- 0.01. Requests
 # per second and latency are measured with each server alone on CPU 0.
 #
+# Last, scripts/bench/hop.sh measures what HAProxy's hop costs (CPU per
+# request and p99 through deploy/haproxy/haproxy.cfg against direct): a
+# figure kept in docs/bench.json, with no goal.
+#
 # Usage: scripts/bench/bench.sh [RUNS] [SECONDS] [ROUNDS]
 #   (default 3 runs, 4 s per measurement, 3 rounds of pairs per run: about
 #   25 minutes with the build and the callgrind counts). A run's ratio is the
@@ -111,26 +115,8 @@ wrk_run() {
   read -r before faults_before <<<"$(usage "${pids[$name]}")"
   taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "http://127.0.0.1:${ports[$name]}$path" >"$work/wrk_$name.txt"
   read -r after faults_after <<<"$(usage "${pids[$name]}")"
-  if grep -q 'Non-2xx\|Socket errors' "$work/wrk_$name.txt"; then
-    cat "$work/wrk_$name.txt" >&2
+  python3 scripts/bench/wrk_json.py "$work/wrk_$name.txt" "$((after - before))" "$((faults_after - faults_before))" ||
     die "$name: wrk saw errors"
-  fi
-  python3 - "$work/wrk_$name.txt" "$((after - before))" "$((faults_after - faults_before))" <<'PY'
-import json, re, sys
-text, cpu_ns, faults = open(sys.argv[1]).read(), int(sys.argv[2]), int(sys.argv[3])
-def micros(value):
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
-    return float(number) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-requests = int(re.search(r"(\d+) requests in", text).group(1))
-print(json.dumps({
-    "requests": requests,
-    "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-    "cpu_us": cpu_ns / 1000 / requests,
-    "faults_per_request": faults / requests,
-    "p50_us": micros(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
-    "p99_us": micros(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
-}))
-PY
 }
 
 # The request headers of a browser's page load, for the h2c_headers
@@ -340,6 +326,10 @@ step "Metrics::observe on one thread, then on two at once on the same series (CP
 observe_threads=$(taskset -c 0,1 "$out/examples/observe_threads")
 info "$observe_threads"
 
+step "the load balancer's hop: pulse through HAProxy against direct (scripts/bench/hop.sh; a figure, no goal)"
+haproxy_hop=$(scripts/bench/hop.sh "$rounds" "$duration" "$out/pulse")
+info "$haproxy_hop"
+
 python3 - "$work/runs.jsonl" "$results_dir/bench.json" <<PY
 import json, platform, sys, datetime
 runs = [json.loads(line) for line in open(sys.argv[1])]
@@ -354,6 +344,7 @@ json.dump({
     "rss_after_load_kib": {"pulse": $pulse_loaded, "bare_auto": $reference_loaded},
     "cold_start_us": {"pulse": $pulse_cold, "bare_auto": $reference_cold},
     "observe_threads": $observe_threads,
+    "haproxy_hop": $haproxy_hop,
     "instructions_per_request": {"pulse": $pulse_instructions, "bare_auto": $reference_instructions},
     "binary_bytes": {"pulse": $(stat -c %s "$out/pulse"), "bare_auto": $(stat -c %s "$out/examples/bare_auto")},
 }, open(sys.argv[2], "w"), indent=1)

@@ -27,7 +27,7 @@ cargo build --locked --release --quiet --target "$MUSL_TARGET" --example bare_au
 out="target/$MUSL_TARGET/release"
 results="$(mktemp)"
 server_pid=""
-trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true; rm -f "$results"' EXIT
+trap '[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true; rm -f "$results" "$results.wrk"' EXIT
 
 # measure NAME CONNECTIONS: starts the server NAME, loads it, stops it.
 measure() {
@@ -49,19 +49,11 @@ measure() {
       fi
     done
   fi
-  taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port/" |
-    python3 -c '
-import re, sys
-text = sys.stdin.read()
-if re.search(r"Non-2xx|Socket errors", text):
-    sys.exit(text)
-def micros(value):
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()
-    return float(number) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
-p50 = micros(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
-p99 = micros(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-print(f"{sys.argv[1]}\t{sys.argv[2]}\t{p50:.0f}\t{p99:.0f}\t{rps:.0f}")
+  taskset -c 1 wrk -t1 -c"$connections" -d"${seconds}s" --latency "http://127.0.0.1:$port/" >"$results.wrk"
+  python3 scripts/bench/wrk_json.py "$results.wrk" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+print("%s\t%s\t%.0f\t%.0f\t%.0f" % (sys.argv[1], sys.argv[2], r["p50_us"], r["p99_us"], r["rps"]))
 ' "$name" "$connections" | tee -a "$results"
   kill "$server_pid"
   wait "$server_pid" 2>/dev/null || true
