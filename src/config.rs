@@ -93,7 +93,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "RUST_LOG",
         default: "info",
-        meaning: "log filter in env_logger syntax, e.g. info,pulse::access=warn, checked with env_logger's own parser; empty means the default",
+        meaning: "log filter in env_logger syntax, e.g. info,pulse::access=warn",
     },
     Setting {
         name: "PULSE_LOG_FORMAT",
@@ -113,7 +113,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_HEADER_READ_TIMEOUT",
         default: "10s",
-        meaning: "time to send a request head; also the idle timeout: a connection with no request in flight this long is closed (HTTP/2 with GOAWAY)",
+        meaning: "time to send a request head, and how long a connection with no request in flight stays open",
     },
     Setting {
         name: "PULSE_MAX_CONNECTIONS",
@@ -128,12 +128,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_H2C",
         default: "true",
-        meaning: "false serves HTTP/1.1 only: no h2c, and no look at each connection's first bytes to tell them apart",
+        meaning: "false serves HTTP/1.1 only, with no protocol detection",
     },
     Setting {
         name: "TOKIO_WORKER_THREADS",
         default: "",
-        meaning: "threads that serve requests, 1 to 1024; unset, one per CPU the process may use (within its cgroup's CPU quota); 1 runs tokio's current-thread scheduler. tokio's own variable, checked by pulse: tokio would panic on a bad value",
+        meaning: "threads that serve requests, 1 to 1024; unset, one per CPU its cgroup allows; 1 runs tokio's current-thread scheduler",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -351,16 +351,18 @@ impl Config {
     }
 }
 
-/// The variables `compose.yaml` reads from the same `.env` (ports, images,
-/// the collector's address): compose's, not pulse's, so they pass quietly
-/// although some start with `PULSE_`. A test keeps the list equal to what
-/// compose.yaml interpolates.
+/// The variables `compose.yaml` and its replicas overlay read from the same
+/// `.env` (ports, images, the collector's address, the replica count):
+/// compose's, not pulse's, so they pass quietly although some start with
+/// `PULSE_`. A test keeps the list equal to what the two files interpolate.
 pub const COMPOSE_VARIABLES: &[&str] = &[
     "ALERTMANAGER_IMAGE",
     "ALERTMANAGER_PORT",
     "GRAFANA_ADMIN_PASSWORD",
     "GRAFANA_IMAGE",
     "GRAFANA_PORT",
+    "HAPROXY_IMAGE",
+    "HAPROXY_STATS_PORT",
     "JAEGER_IMAGE",
     "JAEGER_PORT",
     "MONITORING_BIND",
@@ -370,6 +372,7 @@ pub const COMPOSE_VARIABLES: &[&str] = &[
     "PULSE_IMAGE",
     "PULSE_OTLP_ENDPOINT",
     "PULSE_PORT",
+    "PULSE_REPLICAS",
 ];
 
 /// A warning for a `.env` name that neither pulse nor compose reads: always
@@ -845,11 +848,16 @@ mod tests {
         assert!(!warning.contains("did you mean"), "{warning}");
     }
 
-    /// compose.yaml reads its own variables from the same `.env`; each
-    /// passes quietly, and the list is exactly what compose.yaml reads.
+    /// compose.yaml and deploy/compose/replicas.yaml read their own
+    /// variables from the same `.env`; each passes quietly, and the list is
+    /// exactly what the two files read.
     #[test]
     fn compose_variables_pass_quietly_and_match_compose_yaml() {
-        let compose = include_str!("../compose.yaml");
+        let compose = [
+            include_str!("../compose.yaml"),
+            include_str!("../deploy/compose/replicas.yaml"),
+        ]
+        .concat();
         let mut interpolated: Vec<&str> = compose
             .split("${")
             .skip(1)

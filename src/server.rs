@@ -86,7 +86,7 @@ pub fn serving_threads(configured: Option<std::num::NonZeroUsize>) -> usize {
 /// thread, hand every task across to it, and keep its work-stealing
 /// bookkeeping with nothing to steal. On one CPU the current-thread
 /// scheduler used 0.70x to 0.75x the CPU per h2c request and 0.99x per
-/// HTTP/1.1 request (README, Performance; measured when every HTTP/2 stream
+/// HTTP/1.1 request (docs/performance.md; measured when every HTTP/2 stream
 /// was a task of its own, before `executor`). A one-CPU container gets it
 /// by default.
 pub fn runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {

@@ -36,9 +36,10 @@
 #   25 minutes with the build and the callgrind counts). A run's ratio is the
 #   median of its rounds, and so is its GET /metrics figure.
 # Writes docs/bench.json, and from it (scripts/bench/chart.py) renders
-# docs/bench.svg and rewrites the README's table of ratios. Not part of
-# scripts/ci.sh: timing belongs in benchmarks, not in tests (CI only checks
-# that the chart and the table agree with docs/bench.json).
+# docs/bench.svg, the README's table of goals and docs/performance.md's
+# table of every figure. Not part of scripts/ci.sh: timing belongs in
+# benchmarks, not in tests (CI only checks that the chart and the tables
+# agree with docs/bench.json).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -349,4 +350,4 @@ json.dump({
     "binary_bytes": {"pulse": $(stat -c %s "$out/pulse"), "bare_auto": $(stat -c %s "$out/examples/bare_auto")},
 }, open(sys.argv[2], "w"), indent=1)
 PY
-python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg README.md
+python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg README.md docs/performance.md

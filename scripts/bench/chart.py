@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Renders scripts/bench/bench.sh's results as an SVG bar chart and as the
-README's table of ratios, and prints every run's ratios to the references
+"""Renders scripts/bench/bench.sh's results as an SVG bar chart and as two
+tables of ratios: the goals, in the README, and every figure of every run,
+in docs/performance.md. It also prints every run's ratios to the references
 with the goals marked met or not.
 
-Usage: scripts/bench/chart.py RESULTS_JSON OUTPUT_SVG README
-       scripts/bench/chart.py --check RESULTS_JSON SVG README
+Usage: scripts/bench/chart.py RESULTS_JSON OUTPUT_SVG README PERFORMANCE_MD
+       scripts/bench/chart.py --check RESULTS_JSON SVG README PERFORMANCE_MD
 
-The table replaces the README's lines between the two BENCH_MARKERS. With
---check nothing is written: it exits 1 if the SVG or the README's table is
-not what RESULTS_JSON gives, so neither can drift from the committed
-measurement (scripts/ci/lint-repo.sh runs it).
+Each table replaces its file's lines between the two BENCH_MARKERS. With
+--check nothing is written: it exits 1 if the SVG or a table is not what
+RESULTS_JSON gives, so none can drift from the committed measurement
+(scripts/ci/lint-repo.sh runs it).
 
 Plain SVG written by hand: no plotting library, no network at render time.
 Each bar is the median of the runs, each server measured alone; the label
@@ -20,6 +21,7 @@ figures, the ratio to bare_auto alone.
 """
 
 import json
+import math
 import statistics
 import sys
 from xml.sax.saxutils import escape
@@ -130,7 +132,7 @@ def verdict(runs, ratios, goal):
 
 
 def table(results):
-    """The README's table: every run's ratios, goals marked as measured."""
+    """docs/performance.md's table: every run's ratios, goals marked as measured."""
     runs = results["runs"]
 
     def row(figure, cells, goal=""):
@@ -211,39 +213,101 @@ def table(results):
     return "\n".join(lines) + "\n"
 
 
-def with_table(readme, results):
-    """README text with the lines between the markers replaced by the table."""
+def goals_table(results):
+    """The README's table: each goal, the range of its runs, and the verdict."""
+    runs = results["runs"]
+
+    def spread(values, digits, unit="x"):
+        low, high = (f"{v:,.{digits}f}" for v in (min(values), max(values)))
+        return f"{low}{unit}" if low == high else f"{low} to {high}{unit}"
+
+    lines = [f"{results['date']}, {len(runs)} runs; every figure of every run is in",
+             "[docs/performance.md](docs/performance.md#the-last-invocation).", "",
+             "| figure | measured | goal |", "|---|---|---|"]
+    for group, label, digits in [("http1_32", "HTTP/1.1, 32 conn.", 3), ("http1_64", "HTTP/1.1, 64 conn.", 3),
+                                 ("h2c", "h2c", 2)]:
+        values = [run["paired"][f"{group}_pulse"]["ratio"] for run in runs]
+        lines.append(f"| CPU per request, {label}, to `bare_auto` | {spread(values, digits)} | "
+                     f"at most {GOALS[group]:.2f}x: {verdict(runs, [[v] for v in values], GOALS[group])} |")
+    values = [[run["paired"][f"{g}_pulse_http1"]["ratio"] for g in ("http1_32", "http1_64")] for run in runs]
+    lines.append(f"| `PULSE_H2C=false`, HTTP/1.1, to `bare_hyper` | {spread([v for r in values for v in r], 3)} | "
+                 f"within {HTTP1_ONLY_MAX:.2f}x: {verdict(runs, values, HTTP1_ONLY_MAX)} |")
+    scrapes = [run["metrics"]["rps"] for run in runs]
+    lines.append(f"| `GET /metrics` scrapes per second, one core | {spread(scrapes, 0, '')} | "
+                 f"at least {SCRAPES_MIN:,}: {'met' if min(scrapes) >= SCRAPES_MIN else 'not met'} |")
+    idle, cold, size = (results["idle_rss_kib"]["pulse"], results["cold_start_us"]["pulse"],
+                        results["binary_bytes"]["pulse"])
+    lines.append(f"| idle RSS | {idle:,} KiB | at most {IDLE_RSS_MAX_KIB:,} KiB: "
+                 f"{'met' if idle <= IDLE_RSS_MAX_KIB else 'not met'} |")
+    lines.append(f"| cold start, exec to first 200 | {cold / 1000:.1f} ms | under {COLD_START_MAX_US / 1000:.0f} ms: "
+                 f"{'met' if cold < COLD_START_MAX_US else 'not met'} |")
+    lines.append(f"| binary | {size:,} bytes | at most {BINARY_MAX_BYTES / 2**20:.1f} MiB: "
+                 f"{'met' if size <= BINARY_MAX_BYTES else 'not met'} |")
+    return "\n".join(lines) + "\n"
+
+
+def with_table(text, path, table_text):
+    """TEXT with the lines between the markers replaced by TABLE_TEXT."""
     begin, end = BENCH_MARKERS
-    head, found, rest = readme.partition(begin + "\n")
+    head, found, rest = text.partition(begin + "\n")
     _, found_end, tail = rest.partition(end)
     if not found or not found_end:
-        sys.exit(f"the README lacks the markers '{begin}' and '{end}'")
-    return head + begin + "\n" + table(results) + end + tail
+        sys.exit(f"{path} lacks the markers '{begin}' and '{end}'")
+    return head + begin + "\n" + table_text + end + tail
+
+
+def nice_step(peak):
+    """A round step for about five axis ticks up to PEAK: 1, 2 or 5 times a power of ten."""
+    raw = peak / 5
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def goal_level(runs, group):
+    """Where the CPU goal of GROUP is drawn: pulse's bar over its ratio measured in
+    pairs (the reference as the pairs saw it), times the goal. pulse's bar is
+    below the line exactly when its paired ratio meets the goal; the
+    reference measured alone may sit a little off that level."""
+    return median(runs, group, "pulse", "cpu_us") / median_ratio(runs, group, "pulse") * GOALS[group]
 
 
 def svg(results):
     runs = results["runs"]
-    panel_w, panel_h, top, left = 330, 250, 70, 20
-    bar_w, gap = 14, 22
-    width = left + len(FIGURES) * panel_w
+    # Four panels in a 2 x 2 grid, each with a value axis of its own.
+    panel_w, panel_h, axis_w, top, left = 600, 300, 64, 70, 20
+    bar_w, bar_gap, group_gap = 18, 4, 44
+    width = left + 2 * panel_w
     summary = [line for line in report(results) if not line.startswith("run ")]
-    height = top + panel_h + 76 + 16 * len(summary)
+    legend_y = top + 2 * panel_h + 10
+    height = legend_y + 40 + 16 * (len(summary) + 1)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="11">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="22" font-size="15" font-weight="bold">pulse against bare hyper, '
            f'median of {len(runs)} runs ({escape(results["date"])})</text>',
-           f'<text x="{left}" y="42" fill="#444">{escape(results["machine"])}; labels: pulse / its reference '
-           f'(CPU: served at the same time)</text>']
+           f'<text x="{left}" y="42" fill="#444">{escape(results["machine"])}. Above a pulse bar: its ratio '
+           f'to bare hyper auto::Builder (CPU: served at the same time). Dashed: the CPU goals, placed from those ratios.</text>']
     for index, (figure, title, number) in enumerate(FIGURES):
-        x0 = left + index * panel_w
-        out.append(f'<text x="{x0 + 10}" y="{top - 8}" font-weight="bold">{escape(title)}</text>')
+        x0 = left + (index % 2) * panel_w
+        y0 = top + (index // 2) * panel_h
+        plot_top, base_y = y0 + 50, y0 + panel_h - 50
+        out.append(f'<text x="{x0 + axis_w}" y="{y0 + 16}" font-weight="bold" font-size="13">{escape(title)}</text>')
         values = [median(runs, g, s, figure) for g, _ in GROUPS for s, _, _ in SERVERS]
-        peak = max(v for v in values if v is not None) * 1.18
-        base_y = top + panel_h - 40
-        scale = (panel_h - 60) / peak
-        out.append(f'<line x1="{x0 + 10}" y1="{base_y}" x2="{x0 + panel_w - 20}" y2="{base_y}" stroke="#333"/>')
-        gx = x0 + 16
+        goal_values = [goal_level(runs, g) for g, _ in GROUPS] if figure == "cpu_us" else []
+        peak = max([v for v in values if v is not None] + goal_values)
+        step = nice_step(peak)
+        axis_max = step * math.ceil(peak / step)
+        scale = (base_y - plot_top) / axis_max
+        # The value axis: gridlines and their numbers.
+        tick = 0.0
+        while tick <= axis_max + step / 2:
+            y = base_y - tick * scale
+            out.append(f'<line x1="{x0 + axis_w}" y1="{y:.1f}" x2="{x0 + panel_w - 30}" y2="{y:.1f}" '
+                       f'stroke="{"#333" if tick == 0 else "#e4e4e4"}"/>')
+            out.append(f'<text x="{x0 + axis_w - 6}" y="{y + 4:.1f}" text-anchor="end" fill="#444">'
+                       f'{number.format(tick)}</text>')
+            tick += step
+        gx = x0 + axis_w + 24
         for group, label in GROUPS:
             reference = median(runs, group, "bare_auto", figure)
             bx = gx
@@ -259,21 +323,28 @@ def svg(results):
                 if ratio is None and reference:
                     ratio = v / reference
                 if server.startswith("pulse") and ratio:
-                    out.append(f'<text x="{bx + bar_w / 2}" y="{base_y - h - 4:.1f}" text-anchor="middle" '
-                               f'font-size="9">{ratio:.2f}x</text>')
-                bx += bar_w + 2
-            out.append(f'<text x="{(gx + bx) / 2}" y="{base_y + 14}" text-anchor="middle" font-size="9">'
+                    # Upright along the bar, so that neighbours' labels cannot collide.
+                    lx, ly = bx + bar_w / 2 + 4, base_y - h - 4
+                    out.append(f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" '
+                               f'transform="rotate(-90 {lx:.1f} {ly:.1f})">{ratio:.2f}x</text>')
+                bx += bar_w + bar_gap
+            if figure == "cpu_us":
+                goal_y = base_y - goal_level(runs, group) * scale
+                out.append(f'<line x1="{gx - 4}" y1="{goal_y:.1f}" x2="{bx}" y2="{goal_y:.1f}" stroke="#d62728" '
+                           f'stroke-width="1.5" stroke-dasharray="5,3"/>')
+                out.append(f'<text x="{bx + 2}" y="{goal_y + 4:.1f}" font-size="10" fill="#d62728">'
+                           f'{GOALS[group]:.2f}x</text>')
+            out.append(f'<text x="{(gx + bx - bar_gap) / 2}" y="{base_y + 18}" text-anchor="middle">'
                        f'{escape(label)}</text>')
-            gx = bx + gap
-    legend_y = top + panel_h + 10
+            gx = bx + group_gap
     for index, (_, name, colour) in enumerate(SERVERS):
-        lx = left + index * 260
+        lx = left + axis_w + index * 230
         out.append(f'<rect x="{lx}" y="{legend_y}" width="12" height="12" fill="{colour}"/>')
         out.append(f'<text x="{lx + 18}" y="{legend_y + 10}">{escape(name)}</text>')
     for index, line in enumerate(summary):
-        out.append(f'<text x="{left}" y="{legend_y + 34 + 16 * index}" fill="#444">{escape(line)}</text>')
+        out.append(f'<text x="{left}" y="{legend_y + 38 + 16 * index}" fill="#444">{escape(line)}</text>')
     goals = "; ".join(f"{label} CPU <= {GOALS[g]:.2f}x" for g, label in GROUPS)
-    out.append(f'<text x="{left}" y="{legend_y + 34 + 16 * len(summary)}" fill="#444">'
+    out.append(f'<text x="{left}" y="{legend_y + 38 + 16 * len(summary)}" fill="#444">'
                f'goals (pulse / bare auto::Builder): {escape(goals)}</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
@@ -282,26 +353,29 @@ def svg(results):
 def main():
     check = sys.argv[1:2] == ["--check"]
     args = sys.argv[2:] if check else sys.argv[1:]
-    if len(args) != 3:
+    if len(args) != 4:
         sys.exit(__doc__)
-    results_path, svg_path, readme_path = args
+    results_path, svg_path, readme_path, performance_path = args
     results = json.load(open(results_path))
     if not results.get("runs"):
         sys.exit(f"{results_path} has no runs")
-    chart, readme = svg(results), open(readme_path).read()
+    readme, performance = open(readme_path).read(), open(performance_path).read()
+    wanted = [(svg_path, svg(results)),
+              (readme_path, with_table(readme, readme_path, goals_table(results))),
+              (performance_path, with_table(performance, performance_path, table(results)))]
     if check:
-        stale = [path for path, now, want in [(svg_path, open(svg_path).read(), chart),
-                                              (readme_path, readme, with_table(readme, results))] if now != want]
+        stale = [path for path, want in wanted if open(path).read() != want]
         if stale:
             sys.exit(f"not what {results_path} gives: {', '.join(stale)}; "
-                     f"run: scripts/bench/chart.py {results_path} {svg_path} {readme_path}")
-        print(f"    {svg_path} and the table in {readme_path} are what {results_path} gives")
+                     f"run: scripts/bench/chart.py {' '.join(args)}")
+        print(f"    {svg_path}, the goals in {readme_path} and the full table in {performance_path} "
+              f"are what {results_path} gives")
         return
-    open(svg_path, "w").write(chart)
-    open(readme_path, "w").write(with_table(readme, results))
+    for path, want in wanted:
+        open(path, "w").write(want)
     for line in report(results):
         print(f"    {line}")
-    print(f"    chart: {svg_path}; table: {readme_path}")
+    print(f"    chart: {svg_path}; tables: {readme_path}, {performance_path}")
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ step "applying the README's Add-a-route blocks"
 python3 - README.md "$fork" <<'PY'
 import re, sys
 readme, fork = open(sys.argv[1]).read(), sys.argv[2]
-section = re.search(r"^### Add a route\n(.*?)^## ", readme, re.S | re.M)
+section = re.search(r"^## Add a route\n(.*?)^## ", readme, re.S | re.M)
 if not section:
-    sys.exit("README.md has no '### Add a route' section")
+    sys.exit("README.md has no '## Add a route' section")
 blocks = re.findall(r"^```(\w+)\n(.*?)^```", section.group(1), re.S | re.M)
 
 def read(path):

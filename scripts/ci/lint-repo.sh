@@ -2,8 +2,9 @@
 # Hygiene: shellcheck (scripts), hadolint (Containerfiles), actionlint and
 # zizmor (workflows), yamllint (compose, monitoring, deploy, workflows), and
 # the repo's own rules: for compose.yaml and the build context, that every
-# relative Markdown link resolves, and that the benchmark chart and the
-# README's table agree with docs/bench.json. Zero findings.
+# relative Markdown link resolves, the README's size and section order, and
+# that the benchmark chart and tables agree with docs/bench.json. Zero
+# findings.
 #
 # Usage: scripts/ci/lint-repo.sh
 set -euo pipefail
@@ -104,8 +105,35 @@ if checked == 0:
 print(f"    {checked} relative links in {len(files)} Markdown files, each to a file that exists")
 PY
 
-step "docs/bench.svg and the README's benchmark table agree with docs/bench.json"
-python3 scripts/bench/chart.py --check docs/bench.json docs/bench.svg README.md
+step "README.md: under 25 KB, its sections in the order a newcomer needs them"
+python3 - <<'PY'
+import re
+import sys
+
+text = open("README.md", encoding="utf-8").read()
+size = len(text.encode())
+if size >= 25_000:
+    sys.exit(f"README.md is {size:,} bytes; keep it under 25,000 (details belong in docs/)")
+# Level-2 headings outside code blocks, in order.
+headings, in_code = [], False
+for line in text.splitlines():
+    if line.startswith("```"):
+        in_code = not in_code
+    elif not in_code and line.startswith("## "):
+        headings.append(line[3:])
+order = ["Prerequisites", "Quick start", "Routes", "Container and compose", "Configuration", "Command line",
+         "Logs, metrics and tracing", "Shutdown and limits", "Add a route", "Deploying", "Performance",
+         "Layout", "License"]
+if headings != order:
+    sys.exit(f"README.md's sections are {headings}; expected {order}")
+performance = text.split("\n## Performance\n")[1].split("\n## ")[0]
+if performance.count("\n") > 45:
+    sys.exit(f"README.md's Performance section has {performance.count(chr(10))} lines; keep it near 40")
+print(f"    {size:,} bytes, {len(headings)} sections in order, Performance {performance.count(chr(10))} lines")
+PY
+
+step "docs/bench.svg and the tables in README.md and docs/performance.md agree with docs/bench.json"
+python3 scripts/bench/chart.py --check docs/bench.json docs/bench.svg README.md docs/performance.md
 
 step "yamllint"
 mapfile -t yaml_files < <(git ls-files -co --exclude-standard compose.yaml .yamllint.yaml 'monitoring/*.yml' 'deploy/*.yaml' 'deploy/*.yml' '.github/*.yml')

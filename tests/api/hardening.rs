@@ -1,4 +1,4 @@
-//! The limits of the README's "Limits" table, each attacked on a real socket.
+//! The limits of docs/limits.md's table, each attacked on a real socket.
 
 use std::time::{Duration, Instant};
 
