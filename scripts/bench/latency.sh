@@ -6,8 +6,9 @@
 # filtered out (`no_access_log`): the two suspects for its tail.
 #
 # Usage: scripts/bench/latency.sh [ROUNDS] [SECONDS]   (default 5 rounds of 4 s)
-# Prints one line per server, load and round: p50 and p99 in microseconds and
-# requests per second, then each variant's medians over bare_auto's.
+# Prints one line per server, load and round: p50, p99, requests per second
+# and the mean latency in microseconds, then each variant's medians over
+# bare_auto's.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -53,14 +54,14 @@ measure() {
   python3 scripts/bench/wrk_json.py "$results.wrk" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-print("%s\t%s\t%.0f\t%.0f\t%.0f" % (sys.argv[1], sys.argv[2], r["p50_us"], r["p99_us"], r["rps"]))
+print("%s\t%s\t%.0f\t%.0f\t%.0f\t%.0f" % (sys.argv[1], sys.argv[2], r["p50_us"], r["p99_us"], r["rps"], r["mean_us"]))
 ' "$name" "$connections" | tee -a "$results"
   kill "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
 
-step "$rounds rounds; each line: server, connections, p50 us, p99 us, requests/s"
+step "$rounds rounds; each line: server, connections, p50 us, p99 us, requests/s, mean us"
 for round in $(seq "$rounds"); do
   info "round $round"
   for connections in 32 64; do
@@ -75,12 +76,13 @@ python3 - "$results" <<'PY'
 import statistics, sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
 by = {}
-for name, connections, p50, p99, rps in rows:
-    by.setdefault((name, connections), []).append((float(p50), float(p99), float(rps)))
+for name, connections, p50, p99, rps, mean in rows:
+    by.setdefault((name, connections), []).append((float(p50), float(p99), float(rps), float(mean)))
 for connections in ("32", "64"):
-    base = [statistics.median(x[i] for x in by[("bare_auto", connections)]) for i in range(3)]
+    base = [statistics.median(x[i] for x in by[("bare_auto", connections)]) for i in range(4)]
     for name in ("pulse", "writer_off_cpu0", "no_access_log"):
-        mine = [statistics.median(x[i] for x in by[(name, connections)]) for i in range(3)]
+        mine = [statistics.median(x[i] for x in by[(name, connections)]) for i in range(4)]
         print(f"c{connections} {name:16} p50 {mine[0] / base[0]:.2f}x  p99 {mine[1] / base[1]:.2f}x  "
-              f"rps {mine[2] / base[2]:.2f}x  (bare_auto p50 {base[0]:.0f} us, p99 {base[1]:.0f} us)")
+              f"mean {mine[3] / base[3]:.2f}x  rps {mine[2] / base[2]:.2f}x  "
+              f"(bare_auto p50 {base[0]:.0f} us, p99 {base[1]:.0f} us, mean {base[3]:.0f} us)")
 PY

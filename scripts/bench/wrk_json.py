@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reads the report of `wrk --latency` and prints it as one JSON object:
-requests, requests/s, p50 and p99 in microseconds, and, given the server's
+requests, requests/s, mean, p50 and p99 latency in microseconds, and, given the server's
 CPU nanoseconds and minor page faults over the run, both per request.
 
 Usage: wrk_json.py WRK_REPORT [CPU_NS [FAULTS]]
@@ -25,6 +25,7 @@ def main():
     result = {
         "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "mean_us": micros(re.search(r"^\s+Latency\s+(\S+)", text, re.M).group(1)),
         "p50_us": micros(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)),
         "p99_us": micros(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)),
     }

@@ -201,3 +201,6 @@ compile_error_at() {
 compile_error_at 'Whoami: \[GET\]' 'Whoami: [POST]' MethodOfAReadyRow
 compile_error_at 'Whoami: \[GET\]' 'Whoami: [GET, HEAD]' MethodOfARow
 compile_error_at 'Note: \[GET\]' 'Note: [GET, PATCH]' MethodOfAReadyRow
+# A row that an earlier one shadows: GET /status/{code} (a fault route) matches
+# every path of /status/{id}.
+compile_error_at 'Note: \[GET\] \["notes", ' 'Note: [GET] ["status", ' AnEarlierRowMatchesEveryPathOf

@@ -134,10 +134,73 @@ enum MethodOfAReadyRow {
     OPTIONS,
 }
 
+/// Whether row `index` of `rows` can match a path: no earlier row matches
+/// every path it does. With literals from an unbounded set, a row is
+/// shadowed only by a single earlier row of its length whose every segment
+/// is a parameter or the same literal, so this is exactly the arm the
+/// `match` below would find unreachable.
+const fn reachable(rows: &[&[Segment]], index: usize) -> bool {
+    let later = rows[index];
+    let mut earlier_index = 0;
+    while earlier_index < index {
+        let earlier = rows[earlier_index];
+        let mut covers = earlier.len() == later.len();
+        let mut at = 0;
+        while covers && at < later.len() {
+            covers = match (earlier[at], later[at]) {
+                (Segment::Parameter { .. }, _) => true,
+                (Segment::Literal(a), Segment::Literal(b)) => same(a, b),
+                (Segment::Literal(_), Segment::Parameter { .. }) => false,
+            };
+            at += 1;
+        }
+        if covers {
+            return false;
+        }
+        earlier_index += 1;
+    }
+    true
+}
+
+/// `a == b` for `&str` in a `const fn`.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut at = 0;
+    while at < a.len() {
+        if a[at] != b[at] {
+            return false;
+        }
+        at += 1;
+    }
+    true
+}
+
+/// Routes a row's name to the `Route` enum when the row is reachable, and
+/// to [`AnEarlierRowMatchesEveryPathOf`] when it is not.
+struct Reachable<const YES: bool>;
+trait RowNames {
+    type In;
+}
+impl RowNames for Reachable<true> {
+    type In = Route;
+}
+impl RowNames for Reachable<false> {
+    type In = AnEarlierRowMatchesEveryPathOf;
+}
+/// The compile error of a row that can never be reached: "no variant named
+/// `Recent` found for enum `AnEarlierRowMatchesEveryPathOf`", at the row.
+/// Put the more specific row (`["notes", "recent"]`) before the one with
+/// the parameter (`["notes", {id: "1"}]`).
+enum AnEarlierRowMatchesEveryPathOf {}
+
 /// Expands the table. Every mistake in a row is a compile error at that
 /// row: an unknown or body-taking method of a `Ready` row names the enum
-/// above that lists what is allowed, and a handler of the wrong kind is a
-/// type error at its path.
+/// above that lists what is allowed, a row that an earlier one shadows
+/// names [`AnEarlierRowMatchesEveryPathOf`], and a handler of the wrong kind
+/// is a type error at its path.
 macro_rules! route_table {
     ($(
         $name:ident : [$first:ident $(, $method:ident)*] [$($segment:tt),*]
@@ -149,6 +212,14 @@ macro_rules! route_table {
             check_kind!($kind $first);
             $(check_kind!($kind $method);)*
         )+
+
+        /// Each row's path, in table order, for [`reachable`].
+        const ROW_SEGMENTS: &[&[Segment]] = &[$(&[$(segment!($segment)),*]),+];
+        // The row's own name resolves only through a reachable row: the
+        // error, if any, is at the row.
+        $(const _: () = {
+            let _ = <Reachable<{ reachable(ROW_SEGMENTS, Route::$name as usize) }> as RowNames>::In::$name;
+        };)+
 
         /// The matched route: the `route` label of the HTTP metrics.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -200,6 +271,9 @@ macro_rules! route_table {
 
         /// The route a path's segments belong to, whatever the method.
         fn match_segments(segments: &[&str]) -> Route {
+            // An unreachable arm is already an error at its row (above);
+            // the lint would add a second one that points in here.
+            #[allow(unreachable_patterns)]
             match segments {
                 $([$(segment_pattern!($segment)),*] => Route::$name,)+
                 _ => Route::Unmatched,
@@ -369,6 +443,33 @@ fn match_path(path: &str) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The check behind `AnEarlierRowMatchesEveryPathOf`: a row is shadowed
+    /// by an earlier one of its length whose every segment is a parameter or
+    /// the same literal, and only then.
+    #[test]
+    fn a_row_is_reachable_unless_one_earlier_row_matches_all_its_paths() {
+        const ID: Segment = Segment::Parameter {
+            name: "id",
+            example: "1",
+        };
+        let notes = Segment::Literal("notes");
+        let recent = Segment::Literal("recent");
+        let by_id: &[Segment] = &[notes, ID];
+        let recent_notes: &[Segment] = &[notes, recent];
+        // The parameter row first shadows the literal one; not the other way.
+        assert!(!reachable(&[by_id, recent_notes], 1));
+        assert!(reachable(&[recent_notes, by_id], 1));
+        // Another length or another literal shadows nothing.
+        assert!(reachable(&[&[notes], by_id], 1));
+        assert!(reachable(&[&[Segment::Literal("note"), ID], by_id], 1));
+        // The same path twice, and the root twice.
+        assert!(!reachable(&[recent_notes, recent_notes], 1));
+        assert!(!reachable(&[&[], &[]], 1));
+        // The first row is always reachable; pulse's own table has no shadowed row.
+        assert!(reachable(&[by_id], 0));
+        assert!((0..ROW_SEGMENTS.len()).all(|index| reachable(ROW_SEGMENTS, index)));
+    }
 
     #[test]
     fn every_row_serves_its_methods_and_refuses_others_with_its_allow() {
