@@ -52,7 +52,7 @@ rounds="${3:-3}"
 [[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a whole number above 0, got '$duration'"
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number above 0, got '$rounds'"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the server, one for the load generator"
-apt_install wrk nghttp2-client curl util-linux
+apt_install wrk nghttp2-client curl util-linux librsvg2-bin
 
 step "building release binaries for $MUSL_TARGET"
 rust_target "$MUSL_TARGET"
@@ -351,3 +351,7 @@ json.dump({
 }, open(sys.argv[2], "w"), indent=1)
 PY
 python3 scripts/bench/chart.py "$results_dir/bench.json" docs/bench.svg README.md docs/performance.md
+# The chart as a picture, to look at before committing it: an SVG that is
+# valid can still have labels on top of each other.
+rsvg-convert -o target/bench.png docs/bench.svg
+info "look at the chart before committing it: target/bench.png"
