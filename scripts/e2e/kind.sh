@@ -5,9 +5,10 @@
 # through a NodePort). It fails when a single request fails.
 #
 # Usage: scripts/e2e/kind.sh [IMAGE]   (default localhost/pulse:dev)
-# Needs docker (kind's node runs in it), Go (kind is installed with
-# `go install` at a pinned version, checked by the Go checksum database),
-# kubectl and podman (the image is built with scripts/build/image.sh).
+# Needs docker (kind's node runs in it), Go (kind is installed with `go
+# install` at a pinned version, checked by the Go checksum database; the
+# kind job sets up Go 1.25), kubectl and podman (the image is built with
+# scripts/build/image.sh).
 # GitHub Actions runs it (.github/workflows/ci.yml, job kind); this repo's
 # CI machine has no registry to pull the node image from, and
 # scripts/e2e/rollout.sh standin counts the skip.
