@@ -26,6 +26,12 @@ skip() {
   fi
 }
 
+# need_count NAME VALUE stops with a message naming NAME unless VALUE is a
+# whole number above 0 (a script's count or seconds argument).
+need_count() {
+  [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a whole number above 0, got '$2'"
+}
+
 # apt_install PACKAGE... installs the packages that are not installed yet.
 apt_install() {
   local missing=()

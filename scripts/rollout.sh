@@ -33,8 +33,7 @@ export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-pulse}"
 export COMPOSE_FILE="${COMPOSE_FILE:-compose.yaml:deploy/compose/replicas.yaml}"
 stats_url="${HAPROXY_STATS_URL:-http://127.0.0.1:${HAPROXY_STATS_PORT:-8405}}"
 ready_timeout="${ROLLOUT_READY_TIMEOUT:-60}"
-[[ "$ready_timeout" =~ ^[1-9][0-9]*$ ]] ||
-  die "ROLLOUT_READY_TIMEOUT='$ready_timeout' is not a whole number of seconds above 0"
+need_count ROLLOUT_READY_TIMEOUT "$ready_timeout"
 image_id="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null)" ||
   die "no image '$image' here: build or pull it first"
 

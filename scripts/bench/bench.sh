@@ -48,9 +48,9 @@ cd "$REPO_ROOT"
 runs="${1:-3}"
 duration="${2:-4}"
 rounds="${3:-3}"
-[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a whole number above 0, got '$runs'"
-[[ "$duration" =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a whole number above 0, got '$duration'"
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number above 0, got '$rounds'"
+need_count RUNS "$runs"
+need_count SECONDS "$duration"
+need_count ROUNDS "$rounds"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the server, one for the load generator"
 apt_install wrk nghttp2-client curl util-linux librsvg2-bin
 

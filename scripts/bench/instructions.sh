@@ -19,7 +19,7 @@ path="${2:-/}"
 requests="${3:-10000}"
 [ -x "$binary" ] || die "BINARY must be an executable file, got '$binary'"
 [[ "$path" == /* ]] || die "PATH must start with /, got '$path'"
-[[ "$requests" =~ ^[1-9][0-9]*$ ]] || die "REQUESTS must be a whole number above 0, got '$requests'"
+need_count REQUESTS "$requests"
 # Progress goes to stderr: stdout is the count alone.
 protocol="${PROTOCOL:-http1}"
 [[ "$protocol" == http1 || "$protocol" == h2c ]] || die "PROTOCOL must be http1 or h2c, got '$protocol'"

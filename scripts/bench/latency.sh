@@ -16,8 +16,8 @@ cd "$REPO_ROOT"
 
 rounds="${1:-5}"
 seconds="${2:-4}"
-[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a whole number above 0, got '$rounds'"
-[[ "$seconds" =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a whole number above 0, got '$seconds'"
+need_count ROUNDS "$rounds"
+need_count SECONDS "$seconds"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the server, one for wrk"
 apt_install wrk curl util-linux python3
 rust_target "$MUSL_TARGET"
