@@ -12,8 +12,9 @@ Usage: scripts/ci/check-image-pins.py   (scripts/ci/lint-repo.sh runs it)
 - Dependabot watches these files (the docker and docker-compose ecosystems
   at / and /deploy/compose), so the pins move.
 - The stand-ins: the Rust stand-in is tagged with the builder's name without
-  its digest, and scripts/e2e/compose.sh standin replaces exactly the
-  monitoring images compose.yaml reads from variables.
+  its digest, scripts/e2e/compose.sh standin replaces exactly the
+  monitoring images compose.yaml reads from variables, and
+  scripts/e2e/rollout.sh standin those and HAProxy's.
 """
 import os
 import re

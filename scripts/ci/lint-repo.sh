@@ -107,7 +107,6 @@ PY
 
 step "README.md: under 25 KB, its sections in the order a newcomer needs them"
 python3 - <<'PY'
-import re
 import sys
 
 text = open("README.md", encoding="utf-8").read()
