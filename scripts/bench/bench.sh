@@ -77,11 +77,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# cpu_ns PID: CPU time the process's threads have used, in nanoseconds, from
-# the scheduler's own accounting (/proc/PID/task/*/schedstat). utime and
-# stime in /proc/PID/stat count 10 ms ticks: half a percent of a 4 s
-# measurement in which each of two servers gets half the core.
-cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
 # minor_faults PID: page faults the process has taken that needed no disk
 # read: memory it mapped (or got back) and touched for the first time. The
 # fields after the command name, which may hold spaces; minflt is the 8th.

@@ -69,8 +69,6 @@ taskset -c 0 haproxy -db -f "$work/haproxy.cfg" >/dev/null 2>&1 &
 haproxy_pid=$!
 wait_http "http://127.0.0.1:$hop_port/" 10 || die "HAProxy did not start, or does not reach pulse"
 
-cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
-
 # run SIDE PORT: one round; prints SIDE and the JSON of wrk_json.py with the
 # CPU of pulse and of HAProxy per request.
 run() {
