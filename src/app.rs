@@ -29,6 +29,7 @@ use crate::response::{
     self, Body, BoxError, Handling, NO_STORE, Pending, X_REQUEST_ID, json_error,
 };
 use crate::routes::{self, Class, Dispatch, Handler, Route, Verb};
+use crate::secrets::{self, SecretSetting, rotating::RotatingSecret};
 use crate::service::Service;
 use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
 use crate::state::State;
@@ -50,6 +51,8 @@ struct Inner {
     ids: IdGenerator,
     /// Where sampled spans go; None while span export is off.
     spans: Option<SpanQueue>,
+    /// The secret settings in force, watched once the app serves.
+    secrets: Vec<Arc<RotatingSecret>>,
 }
 
 /// The 5xx series the error SLI reads exist from the start, at 0, for every
@@ -75,17 +78,35 @@ impl App {
     pub fn new(config: Config) -> App {
         let metrics = Metrics::new(&BUILD, Route::LABELS);
         create_error_series(&metrics, &config);
-        let spans = config
+        let rotating = |setting: &SecretSetting| {
+            Arc::new(RotatingSecret::new(
+                setting,
+                config.secret_grace,
+                metrics.secret_reloads().clone(),
+            ))
+        };
+        let metrics_token = config.metrics_token.as_ref().map(rotating);
+        let export_headers = config
             .span_export
-            .clone()
-            .map(|settings| SpanQueue::new(settings, metrics.spans().clone()));
+            .as_ref()
+            .and_then(|settings| settings.headers.as_ref())
+            .map(rotating);
+        let secrets = metrics_token
+            .iter()
+            .chain(&export_headers)
+            .cloned()
+            .collect();
+        let spans = config.span_export.clone().map(|settings| {
+            SpanQueue::new(settings, metrics.spans().clone(), export_headers.clone())
+        });
         let state = State::new(&config);
         App {
             inner: Arc::new(Inner {
-                shared: Shared::new(config, metrics),
+                shared: Shared::new(config, metrics).with_metrics_token(metrics_token),
                 state,
                 spans,
                 ids: IdGenerator::default(),
+                secrets,
             }),
         }
     }
@@ -410,6 +431,7 @@ impl Service for App {
     }
 
     fn start_background(&self) -> Option<Exporter> {
+        secrets::rotating::watch(self.inner.secrets.clone(), self.config().secret_poll);
         self.start_span_export()
     }
 }

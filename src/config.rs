@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::dotenv;
 pub use crate::logging::LogFormat;
+use crate::secrets::{self, SecretError, SecretKind, SecretSetting};
 use crate::span_export::{self, ExportSettings, OtlpEndpoint};
 use crate::trace_context::Sampler;
 
@@ -49,6 +50,12 @@ pub struct Config {
     pub span_export: Option<ExportSettings>,
     /// Which new spans are recorded while spans are exported.
     pub sampler: Sampler,
+    /// The bearer token `/metrics` requires; None (the default) requires none.
+    pub metrics_token: Option<SecretSetting>,
+    /// How long the previous value of a rotated secret still works.
+    pub secret_grace: Duration,
+    /// How often secret files are re-read even without a change event.
+    pub secret_poll: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +74,9 @@ impl Default for Config {
             worker_threads: None,
             span_export: None,
             sampler: Sampler::default(),
+            metrics_token: None,
+            secret_grace: Duration::from_secs(60),
+            secret_poll: Duration::from_secs(10),
         }
     }
 }
@@ -133,7 +143,22 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "TOKIO_WORKER_THREADS",
         default: "",
-        meaning: "threads that serve requests, 1 to 1024; unset, one per CPU its cgroup allows; 1 runs tokio's current-thread scheduler",
+        meaning: "serving threads, 1 to 1024; unset, one per CPU its cgroup allows; 1 runs tokio's current-thread scheduler",
+    },
+    Setting {
+        name: "PULSE_METRICS_TOKEN",
+        default: "",
+        meaning: "secret: /metrics then requires Authorization: Bearer with it",
+    },
+    Setting {
+        name: "PULSE_SECRET_GRACE",
+        default: "60s",
+        meaning: "a rotated metrics token's old value still works this long",
+    },
+    Setting {
+        name: "PULSE_SECRET_POLL_INTERVAL",
+        default: "10s",
+        meaning: "secret files are re-read this often, and on change events",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -149,6 +174,16 @@ pub const SETTINGS: &[Setting] = &[
         name: "OTEL_EXPORTER_OTLP_PROTOCOL",
         default: "http/json",
         meaning: "http/json, the only encoding pulse sends; grpc or http/protobuf is refused",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_HEADERS",
+        default: "",
+        meaning: "secret: key=value,... headers sent with each export, values percent-encoded",
+    },
+    Setting {
+        name: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        default: "",
+        meaning: "secret: the same, for spans only; wins over the one above",
     },
     Setting {
         name: "OTEL_TRACES_EXPORTER",
@@ -219,6 +254,9 @@ pub enum ConfigError {
     },
     /// The `.env` file exists but cannot be read.
     DotEnvUnreadable { path: String, reason: String },
+    /// A secret setting is set twice, unreadable or invalid; the message
+    /// never holds its value.
+    Secret(SecretError),
 }
 
 impl fmt::Display for ConfigError {
@@ -233,6 +271,7 @@ impl fmt::Display for ConfigError {
             ConfigError::DotEnvUnreadable { path, reason } => {
                 write!(f, "{path} cannot be read: {reason}")
             }
+            ConfigError::Secret(error) => error.fmt(f),
         }
     }
 }
@@ -246,6 +285,13 @@ impl Config {
         let defaults = Config::default();
         let get = |name: &'static str| lookup(name).map(|value| (name, value));
         let non_empty = empty_as_unset(&get);
+        let secret = |kind| secrets::lookup(kind, &lookup).map_err(ConfigError::Secret);
+        // The traces-only headers win over the general ones, as the
+        // OpenTelemetry spec says.
+        let otlp_headers = match secret(SecretKind::OtlpTracesHeaders)? {
+            Some(headers) => Some(headers),
+            None => secret(SecretKind::OtlpHeaders)?,
+        };
         Ok(Config {
             host: get("HOST").map_or(Ok(defaults.host), |(n, v)| {
                 parse_host(&v).ok_or_else(|| invalid(n, v, "an IP address such as 0.0.0.0, 127.0.0.1 or ::"))
@@ -308,8 +354,14 @@ impl Config {
                     _ => Err(invalid(n, v, "a whole number from 1 to 1024, or unset for one per CPU")),
                 })
                 .transpose()?,
-            span_export: span_export_settings(&non_empty)?,
+            span_export: span_export_settings(&non_empty, otlp_headers)?,
             sampler: sampler_setting(&non_empty)?,
+            metrics_token: secret(SecretKind::MetricsToken)?,
+            secret_grace: duration_setting(&get, "PULSE_SECRET_GRACE", defaults.secret_grace)?,
+            secret_poll: nonzero(
+                "PULSE_SECRET_POLL_INTERVAL",
+                duration_setting(&get, "PULSE_SECRET_POLL_INTERVAL", defaults.secret_poll)?,
+            )?,
         })
     }
 
@@ -382,7 +434,11 @@ pub const COMPOSE_VARIABLES: &[&str] = &[
 /// tools' variables too. A setting within two edits is named as the likely
 /// one; further off, a guess would mislead more than help.
 pub fn unknown_setting_warning(name: &str) -> Option<String> {
-    if SETTINGS.iter().any(|s| s.name == name) || COMPOSE_VARIABLES.contains(&name) {
+    let is_secret_file = SecretKind::ALL.iter().any(|kind| kind.file_name() == name);
+    if SETTINGS.iter().any(|s| s.name == name)
+        || COMPOSE_VARIABLES.contains(&name)
+        || is_secret_file
+    {
         return None;
     }
     let (distance, closest) = SETTINGS
@@ -458,6 +514,7 @@ fn empty_as_unset(
 /// `OTEL_TRACES_EXPORTER=none`. Every value is checked either way.
 fn span_export_settings(
     get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+    headers: Option<SecretSetting>,
 ) -> Result<Option<ExportSettings>, ConfigError> {
     const URL: &str = "an http:// URL such as http://localhost:4318 (pulse has no TLS client: send to a collector on the same host or network)";
     let endpoint = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
@@ -547,6 +604,7 @@ fn span_export_settings(
         schedule_delay,
         max_queue_size,
         max_batch_size,
+        headers,
     }))
 }
 

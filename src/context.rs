@@ -2,6 +2,7 @@
 //! settings, metrics and readiness ([`Shared`]), and the fork's own [`State`].
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use hyper::{Method, Uri, Version};
 use crate::config::Config;
 use crate::logging::Peer;
 use crate::metrics::Metrics;
+use crate::secrets::rotating::RotatingSecret;
 use crate::state::State;
 use crate::trace_context::SpanContext;
 
@@ -35,6 +37,8 @@ pub struct Shared {
     metrics: Metrics,
     draining: AtomicBool,
     started: Instant,
+    /// `PULSE_METRICS_TOKEN` as it is now; None when `/metrics` is open.
+    metrics_token: Option<Arc<RotatingSecret>>,
 }
 
 impl Shared {
@@ -44,7 +48,19 @@ impl Shared {
             metrics,
             draining: AtomicBool::new(false),
             started: Instant::now(),
+            metrics_token: None,
         }
+    }
+
+    /// `/metrics` then requires this bearer token.
+    pub fn with_metrics_token(mut self, token: Option<Arc<RotatingSecret>>) -> Shared {
+        self.metrics_token = token;
+        self
+    }
+
+    /// The bearer token `/metrics` requires, if any.
+    pub fn metrics_token(&self) -> Option<&RotatingSecret> {
+        self.metrics_token.as_deref()
     }
 
     pub fn config(&self) -> &Config {

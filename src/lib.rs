@@ -50,6 +50,7 @@ pub mod process_metrics;
 pub mod request_id;
 pub mod response;
 pub mod routes;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod span_export;

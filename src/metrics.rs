@@ -14,12 +14,14 @@ use hyper::body::Bytes;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts,
 };
 
 use crate::allocation;
 use crate::build_info::BuildInfo;
 use crate::exposition::BucketBounds;
+use crate::secrets::rotating::ReloadMetrics;
 use crate::verb::Verb;
 
 /// The content type of the text exposition format 0.0.4.
@@ -44,6 +46,7 @@ pub struct Metrics {
     connections: IntGauge,
     connection_errors: IntCounterVec,
     spans: SpanCounters,
+    secret_reloads: ReloadMetrics,
     /// The length of the last page rendered.
     page_size: AtomicUsize,
     /// The buffer of the last page, back from its response.
@@ -121,6 +124,25 @@ impl Metrics {
             connection_errors.with_label_values(&[reason.label()]);
         }
         let spans = SpanCounters::new();
+        // Series appear only for the secrets configured (secrets::rotating).
+        let secret_reloads = ReloadMetrics {
+            reloads: IntCounterVec::new(
+                Opts::new(
+                    "pulse_secret_reloads_total",
+                    "Re-reads of a secret file that changed it (success) or failed to read or validate it (error), by secret setting.",
+                ),
+                &["secret", "result"],
+            )
+            .expect("static metric definition"),
+            last_reload: GaugeVec::new(
+                Opts::new(
+                    "pulse_secret_last_reload_timestamp_seconds",
+                    "When each secret setting's value in force was read, as a Unix time.",
+                ),
+                &["secret"],
+            )
+            .expect("static metric definition"),
+        };
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "pulse_build_info",
@@ -144,6 +166,8 @@ impl Metrics {
             Box::new(spans.exported.clone()),
             Box::new(spans.failures.clone()),
             Box::new(spans.dropped.clone()),
+            Box::new(secret_reloads.reloads.clone()),
+            Box::new(secret_reloads.last_reload.clone()),
             Box::new(crate::logging::dropped_lines().clone()),
             #[cfg(target_os = "linux")]
             Box::new(crate::process_metrics::ProcessCollector::default()),
@@ -158,6 +182,7 @@ impl Metrics {
             connections,
             connection_errors,
             spans,
+            secret_reloads,
             page_size: AtomicUsize::new(16 * 1024),
             page_buffer: allocation::ReturnedBuffer::default(),
             last_families: allocation::LastTwo::default(),
@@ -244,6 +269,11 @@ impl Metrics {
     /// so that alerts and dashboards can rely on them.
     pub fn spans(&self) -> &SpanCounters {
         &self.spans
+    }
+
+    /// The counters of secret reloads, for `secrets::rotating`.
+    pub fn secret_reloads(&self) -> &ReloadMetrics {
+        &self.secret_reloads
     }
 
     /// The text exposition of every metric.

@@ -7,7 +7,7 @@
 //! and counts it in `pulse_spans_dropped_total`, and a collector that is down
 //! is retried with backoff off the request path.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -23,6 +23,8 @@ use crate::build_info::BUILD;
 use crate::hex::write_hex;
 use crate::lock;
 use crate::metrics::{SpanCounters, SpanDrop};
+use crate::secrets::rotating::RotatingSecret;
+use crate::secrets::{self, SecretSetting};
 use crate::trace_context::SpanContext;
 use crate::verb::Verb;
 
@@ -42,6 +44,10 @@ pub struct ExportSettings {
     pub max_queue_size: usize,
     /// Spans per export request at most (`OTEL_BSP_MAX_EXPORT_BATCH_SIZE`).
     pub max_batch_size: usize,
+    /// Headers sent with every export request, such as a collector's API
+    /// key (`OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `..._HEADERS`): a
+    /// secret setting.
+    pub headers: Option<SecretSetting>,
 }
 
 /// An `http://host:port/path` URL to POST spans to.
@@ -146,16 +152,24 @@ pub struct SpanQueue {
     receiver: Mutex<Option<mpsc::Receiver<FinishedSpan>>>,
     settings: ExportSettings,
     counters: SpanCounters,
+    /// The export headers in force, re-read when their file changes.
+    headers: Option<Arc<RotatingSecret>>,
 }
 
 impl SpanQueue {
-    pub fn new(settings: ExportSettings, counters: SpanCounters) -> SpanQueue {
+    /// `headers` holds `settings.headers` as it is now and after rotations.
+    pub fn new(
+        settings: ExportSettings,
+        counters: SpanCounters,
+        headers: Option<Arc<RotatingSecret>>,
+    ) -> SpanQueue {
         let (sender, receiver) = mpsc::channel(settings.max_queue_size);
         SpanQueue {
             sender,
             receiver: Mutex::new(Some(receiver)),
             settings,
             counters,
+            headers,
         }
     }
 
@@ -176,6 +190,7 @@ impl SpanQueue {
             stopping,
             self.settings.clone(),
             self.counters.clone(),
+            self.headers.clone(),
         ));
         let settings = &self.settings;
         let resource_attributes: Vec<String> = settings
@@ -234,10 +249,11 @@ async fn export_loop(
     stop: watch::Receiver<Option<Instant>>,
     settings: ExportSettings,
     counters: SpanCounters,
+    headers: Option<Arc<RotatingSecret>>,
 ) {
     let mut export = Export {
         resource: resource_json(&settings),
-        client: Client::new(settings.endpoint.clone(), settings.timeout),
+        client: Client::new(settings.endpoint.clone(), settings.timeout, headers),
         queue,
         stop,
         counters,
@@ -485,14 +501,21 @@ impl std::fmt::Display for ExportError {
 struct Client {
     endpoint: OtlpEndpoint,
     timeout: Duration,
+    /// Sent with every request: a collector's API key, for one.
+    headers: Option<Arc<RotatingSecret>>,
     connection: Option<http1::SendRequest<Full<Bytes>>>,
 }
 
 impl Client {
-    fn new(endpoint: OtlpEndpoint, timeout: Duration) -> Client {
+    fn new(
+        endpoint: OtlpEndpoint,
+        timeout: Duration,
+        headers: Option<Arc<RotatingSecret>>,
+    ) -> Client {
         Client {
             endpoint,
             timeout,
+            headers,
             connection: None,
         }
     }
@@ -518,7 +541,15 @@ impl Client {
             _ => self.connect().await?,
         };
         connection.ready().await.map_err(ExportError::Http)?;
-        let request = Request::builder()
+        let mut request = Request::builder();
+        // The value in force now: a rotation applies from the next batch.
+        // It was checked before it was accepted, so it parses.
+        if let Some(secret) = &self.headers {
+            for (name, value) in secrets::otlp_headers(&secret.current()).unwrap_or_default() {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
             .method(Method::POST)
             .uri(self.endpoint.path.as_str())
             .header(header::HOST, self.endpoint.authority.as_str())

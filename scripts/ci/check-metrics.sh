@@ -2,8 +2,9 @@
 # Lints a live pulse's /metrics with `promtool check metrics`: zero findings.
 #
 # Usage: scripts/ci/check-metrics.sh [PULSE_BINARY]
-# It starts pulse (fault injection on, so every kind of series exists), sends
-# traffic that creates each label combination, then lints the scrape.
+# It starts pulse (fault injection on, and a metrics token from a file, so
+# every kind of series exists, the secret reloads' included), sends traffic
+# that creates each label combination, then lints the scrape.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -13,8 +14,11 @@ binary="${1:-$(static_binary "$MUSL_TARGET")}"
 work="$(mktemp -d)"
 trap 'stop_pulse || true; rm -rf "$work"' EXIT
 
-step "starting pulse ($binary) with fault injection on"
-start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0
+step "starting pulse ($binary) with fault injection on and a metrics token"
+token="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$token" >"$work/metrics-token"
+start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0 \
+  PULSE_METRICS_TOKEN_FILE="$work/metrics-token"
 info "pulse is at $PULSE_URL"
 
 step "sending traffic that creates every kind of series"
@@ -26,11 +30,14 @@ curl -s -o /dev/null -X BREW "$PULSE_URL/"
 curl -s -o /dev/null --http2-prior-knowledge "$PULSE_URL/"
 
 step "promtool check metrics"
-curl -sf "$PULSE_URL/metrics" >"$work/metrics.txt"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$PULSE_URL/metrics")" = 401 ] ||
+  die "/metrics answered without the token"
+curl -sf -H "Authorization: Bearer $token" "$PULSE_URL/metrics" >"$work/metrics.txt"
 info "$(grep -vc '^#' "$work/metrics.txt") samples scraped"
 for name in http_requests_total http_request_duration_seconds_bucket http_requests_in_flight \
   pulse_build_info process_cpu_seconds_total process_resident_memory_bytes \
-  process_open_fds process_start_time_seconds; do
+  process_open_fds process_start_time_seconds pulse_secret_reloads_total \
+  pulse_secret_last_reload_timestamp_seconds; do
   grep -q "^$name" "$work/metrics.txt" || die "/metrics has no $name"
 done
 findings="$(promtool check metrics <"$work/metrics.txt" 2>&1)" || {

@@ -1,7 +1,7 @@
 //! Health probes and the Prometheus scrape: quiet in the logs, never cached,
 //! outside the SLI (their rows say `Probe`).
 
-use hyper::header::HeaderValue;
+use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::json;
 
@@ -9,7 +9,7 @@ use super::RequestContext;
 use super::openapi::{Content, Operation};
 use crate::build_info::BUILD;
 use crate::metrics;
-use crate::response::{Body, json, reply};
+use crate::response::{Body, json, json_error, reply};
 
 pub fn health(ctx: &RequestContext) -> Response<Body> {
     json(
@@ -73,6 +73,28 @@ pub fn readyz_doc() -> Operation {
 }
 
 pub fn metrics(ctx: &RequestContext) -> Response<Body> {
+    if let Some(token) = ctx.shared().metrics_token() {
+        // SECURITY: with PULSE_METRICS_TOKEN set, only `Authorization:
+        // Bearer <token>` scrapes (the scheme's case does not matter); the
+        // token is compared in constant time, and the 401 says nothing of
+        // what was wrong.
+        let presented = ctx
+            .header(header::AUTHORIZATION)
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, credentials)| credentials.trim());
+        if !presented.is_some_and(|credentials| token.matches(credentials.as_bytes())) {
+            let mut answer = json_error(
+                StatusCode::UNAUTHORIZED,
+                "/metrics requires Authorization: Bearer with the metrics token",
+            );
+            answer.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"metrics\""),
+            );
+            return answer;
+        }
+    }
     reply(
         StatusCode::OK,
         const { HeaderValue::from_static(metrics::CONTENT_TYPE) },
@@ -81,11 +103,18 @@ pub fn metrics(ctx: &RequestContext) -> Response<Body> {
 }
 
 pub fn metrics_doc() -> Operation {
-    Operation::new("Prometheus metrics").answer(
-        "200",
-        "The text exposition format 0.0.4",
-        Content::Prometheus,
-    )
+    Operation::new("Prometheus metrics")
+        .answer(
+            "200",
+            "The text exposition format 0.0.4",
+            Content::Prometheus,
+        )
+        .answer(
+            "401",
+            "PULSE_METRICS_TOKEN is set and the request lacks `Authorization: Bearer` with it",
+            Content::Error,
+        )
+        .header("401", "WWW-Authenticate", "`Bearer realm=\"metrics\"`")
 }
 
 fn status_schema(values: &[&str]) -> serde_json::Value {
