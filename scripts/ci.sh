@@ -146,6 +146,7 @@ stage "smoke test against the binary" smoke_binary
 stage "api: schemathesis against GET /openapi.json" scripts/e2e/api.sh schemathesis
 stage "api: REDbot on every GET route, no BAD or WARN" scripts/e2e/api.sh http-lint
 stage "tracing: OTLP span export, decoded by opentelemetry-proto" scripts/e2e/api.sh otlp
+stage "secrets: the metrics token rotated through OpenBao and bao agent, under load" scripts/e2e/secrets.sh
 stage "image: build amd64+arm64, smoke, scan" image
 stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build/image-from-source.sh standin
 stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e/compose.sh standin

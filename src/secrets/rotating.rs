@@ -48,6 +48,8 @@ pub struct RotatingSecret {
     versions: Mutex<Versions>,
     /// Whether the last reload failed: the failure is logged once.
     failing: AtomicBool,
+    /// The file as it was when last read, to tell whether it changed since.
+    read_stamp: Mutex<Option<FileStamp>>,
     metrics: ReloadMetrics,
 }
 
@@ -88,6 +90,8 @@ impl RotatingSecret {
                 previous: None,
             }),
             failing: AtomicBool::new(false),
+            // Unknown: the first refused candidate or poll reads the file.
+            read_stamp: Mutex::new(None),
             metrics,
         }
     }
@@ -102,8 +106,20 @@ impl RotatingSecret {
     }
 
     /// Whether `candidate` is the current value, or the previous one within
-    /// the grace period after a rotation.
+    /// the grace period after a rotation. A refused candidate first has the
+    /// file looked at: if it changed since it was last read, it is read now.
+    /// A client that read a rotated file (Prometheus, with its
+    /// `credentials_file`) before pulse's watcher did is then not refused.
     pub fn matches(&self, candidate: &[u8]) -> bool {
+        if self.holds(candidate) {
+            return true;
+        }
+        // SECURITY: a refused guess costs one stat(2); the file is read only
+        // when it changed.
+        self.file_changed() && self.reload() == Reload::Rotated && self.holds(candidate)
+    }
+
+    fn holds(&self, candidate: &[u8]) -> bool {
         let (current, previous) = {
             let versions = crate::lock(&self.versions);
             let previous = versions
@@ -120,12 +136,24 @@ impl RotatingSecret {
         current | previous
     }
 
+    /// Whether the file is not the one last read: another inode (a rename,
+    /// a symlink swap), size or modification time.
+    fn file_changed(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        *crate::lock(&self.read_stamp) != FileStamp::of(path)
+    }
+
     /// Re-reads the file, if the value comes from one.
     pub fn reload(&self) -> Reload {
         let Some(path) = &self.path else {
             return Reload::Unchanged;
         };
         let name = self.kind.name();
+        // Taken before the read: a change during the read shows as a
+        // change next time, and is read again.
+        *crate::lock(&self.read_stamp) = FileStamp::of(path);
         let read = super::read(path)
             .map_err(|e| e.to_string())
             .and_then(|value| match self.kind.validate(&value) {
@@ -181,6 +209,32 @@ impl RotatingSecret {
             self.grace
         );
         Reload::Rotated
+    }
+}
+
+/// What tells one version of a file from the next without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    /// Device and inode: a rename or a symlink swap changes them.
+    #[cfg(unix)]
+    inode: (u64, u64),
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    /// The file behind `path`, symlinks followed; None if it is missing.
+    fn of(path: &std::path::Path) -> Option<FileStamp> {
+        let metadata = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            #[cfg(unix)]
+            inode: {
+                use std::os::unix::fs::MetadataExt;
+                (metadata.dev(), metadata.ino())
+            },
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+        })
     }
 }
 
@@ -491,6 +545,35 @@ mod tests {
         );
         std::fs::write(&path, NEW).unwrap();
         assert_eq!(secret.reload(), Reload::Rotated);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_refused_value_rereads_the_file_only_when_it_changed() {
+        let (dir, path) = set_up("recheck", "rename");
+        let secret = secret_at(&path, Duration::from_secs(60));
+        let reloads = || {
+            secret
+                .metrics
+                .reloads
+                .with_label_values(&["PULSE_METRICS_TOKEN", "success"])
+                .get()
+        };
+        assert!(!secret.matches(b"a-guess-that-is-long-enough"));
+        assert!(
+            !secret.file_changed(),
+            "after one look, an unchanged file is not read again"
+        );
+        // No watcher and no poll: the refused value itself makes pulse look.
+        editor_save(&path, NEW);
+        assert!(secret.file_changed());
+        assert!(secret.matches(NEW.as_bytes()), "the file's new value");
+        assert_eq!(reloads(), 1);
+        assert!(!secret.file_changed());
+        // A plain overwrite changes the size or the modification time.
+        std::fs::write(&path, "newer-token-1111111111").unwrap();
+        assert!(secret.matches(b"newer-token-1111111111"));
+        assert_eq!(reloads(), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 
