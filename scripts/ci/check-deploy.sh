@@ -76,6 +76,53 @@ promtool check rules "$work/rules.yml" | sed 's/^/    /'
 info "PrometheusRule: its groups pass promtool check rules"
 scripts/ci/gen-prometheusrule.sh --check
 
+step "the metrics-token overlay: the Secret reaches pulse as a volume, and Prometheus scrapes with it"
+# Its token file is never committed: render with a throwaway one.
+token_file=deploy/kubernetes/overlays/metrics-token/metrics-token
+created_token=""
+if [ ! -e "$token_file" ]; then
+  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$token_file"
+  created_token="$token_file"
+fi
+rendered_ok=0
+kubectl kustomize deploy/kubernetes/overlays/metrics-token >"$work/token.yaml" || rendered_ok=$?
+[ -z "$created_token" ] || rm -f "$created_token"
+[ "$rendered_ok" = 0 ] || die "kubectl kustomize deploy/kubernetes/overlays/metrics-token failed"
+python3 - "$work/token.yaml" "$work/token-core.yaml" <<'PY'
+import sys
+import yaml
+
+objects = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
+by_kind = {o["kind"]: o for o in objects}
+secret, deployment, monitor = by_kind["Secret"], by_kind["Deployment"], by_kind["ServiceMonitor"]
+name = secret["metadata"]["name"]
+assert name == "pulse-secrets", f"the generated Secret is {name}: a hash suffix would restart pods on every rotation"
+assert "metrics-token" in secret["data"]
+pod = deployment["spec"]["template"]["spec"]
+volumes = {v["name"]: v for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == name}
+assert volumes, "no volume of the Deployment holds the Secret"
+container = pod["containers"][0]
+env = {e["name"]: e for e in container.get("env", [])}
+refs = [e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+assert not refs, f"secrets in the environment never rotate: {refs}"
+mounts = [m for m in container.get("volumeMounts", []) if m["name"] in volumes]
+assert mounts, "the Secret's volume is not mounted"
+for mount in mounts:
+    assert "subPath" not in mount, "a subPath mount of a Secret is never updated"
+    assert mount.get("readOnly"), "the Secret's mount is not read-only"
+path = env["PULSE_METRICS_TOKEN_FILE"]["value"]
+assert any(path == f"{m['mountPath']}/metrics-token" for m in mounts), f"PULSE_METRICS_TOKEN_FILE={path} is not the mounted key"
+assert pod["securityContext"].get("fsGroup") == container["securityContext"]["runAsGroup"], "pulse's group cannot read the 0440 files"
+authorization = monitor["spec"]["endpoints"][0]["authorization"]
+assert authorization == {"type": "Bearer", "credentials": {"name": name, "key": "metrics-token"}}, authorization
+print(f"    Secret {name} (no hash suffix) mounted read-only at {mounts[0]['mountPath']}, no subPath, no env;")
+print(f"    PULSE_METRICS_TOKEN_FILE={path}; the ServiceMonitor scrapes with the same key")
+core = [o for o in objects if "monitoring.coreos.com" not in o["apiVersion"]]
+yaml.safe_dump_all(core, open(sys.argv[2], "w"), sort_keys=False)
+PY
+kubernetes-validate --strict --quiet -k "$kubernetes_version" "$work/token-core.yaml"
+info "its core objects pass strict schema validation"
+
 step "deploy/knative: only fields a default Knative install accepts"
 kubectl kustomize deploy/knative >"$work/knative.yaml"
 python3 scripts/ci/check-knative.py "$work/knative.yaml"
