@@ -4,6 +4,8 @@
 # Usage: scripts/smoke.sh [BASE_URL] [WAIT_SECONDS]
 #   BASE_URL      default http://127.0.0.1:8080 (a binary, a container, a remote URL)
 #   WAIT_SECONDS  first wait up to this long for /readyz to answer 200 (default 0)
+#   PULSE_METRICS_TOKEN (environment) the bearer token /metrics requires, if
+#                 the target has one; it must then refuse a scrape without it
 # Prints one line per check and stops with exit code 1 at the first failure.
 set -euo pipefail
 
@@ -74,7 +76,15 @@ fetch GET /version
   fail "GET /version -> $status $(body)"
 pass "GET /version -> 200 $(body)"
 
-fetch GET /metrics
+if [ -n "${PULSE_METRICS_TOKEN:-}" ]; then
+  fetch GET /metrics
+  { [ "$status" = 401 ] && [ -n "$(header www-authenticate)" ]; } ||
+    fail "GET /metrics without the token -> $status, expected 401 with WWW-Authenticate"
+  pass "GET /metrics without the token -> 401, WWW-Authenticate: $(header www-authenticate)"
+  fetch GET /metrics -H "Authorization: Bearer $PULSE_METRICS_TOKEN"
+else
+  fetch GET /metrics
+fi
 [ "$status" = 200 ] || fail "GET /metrics -> $status"
 for name in http_requests_total pulse_build_info; do
   grep -q "^$name" "$work/body" || fail "GET /metrics has no $name"

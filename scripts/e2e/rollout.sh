@@ -58,7 +58,7 @@ export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT HAPROXY_STATS_PORT
 lb_url="http://127.0.0.1:$PULSE_PORT"
 stats_url="http://127.0.0.1:$HAPROXY_STATS_PORT"
 prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
-services=(pulse lb alert-log prometheus alertmanager)
+services=(secrets pulse lb alert-log prometheus alertmanager)
 work="$(mktemp -d)"
 
 cleanup() {
@@ -207,7 +207,10 @@ info "no alert fired but the Watchdog and the per-instance warning"
 # A replaced replica scraped between its stop and the next DNS refresh has
 # up == 0 for one sample: PulseDown pending for it, until its series ends.
 wait_prom 'count(ALERTS{alertname!="Watchdog"})' none 90
-python3 scripts/e2e/healthy-stack.py "$prometheus_url" "$lb_url" 120 || die "the stack does not look healthy with 3 replicas"
+# healthy-stack.py reads pulse's /metrics too: with the generated token.
+PULSE_METRICS_TOKEN="$(podman exec "$(podman ps --filter "label=io.podman.compose.project=$COMPOSE_PROJECT_NAME" \
+  --filter "label=com.docker.compose.service=prometheus" --format '{{.Names}}')" sh -c 'read -r token </run/secrets/metrics_token; echo "$token"')" \
+  python3 scripts/e2e/healthy-stack.py "$prometheus_url" "$lb_url" 120 || die "the stack does not look healthy with 3 replicas"
 
 step "negative control: no drain delay, and HAProxy checks only that the port is open"
 mkdir -p "$work/haproxy-no-drain"
