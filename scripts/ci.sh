@@ -131,6 +131,7 @@ stage "install prerequisites" install_prerequisites
 stage "preflight: podman, name resolution, pods, qemu" scripts/ci/preflight.sh
 stage "lint: cargo fmt, clippy -D warnings" rust_lint
 stage "modules: no import cycle in src/, none upward" python3 scripts/ci/check-module-graph.py src
+stage "secrets: no plain secret in the repository (detect-secrets)" scripts/ci/check-leaks.sh
 stage "test: cargo test --locked" cargo test --locked
 # One at a time: run together, the 1000-client tests take the CPUs from the
 # others' deadlines (a slowloris client once saw its cut-off at 6.1 s, not
@@ -146,7 +147,7 @@ stage "smoke test against the binary" smoke_binary
 stage "api: schemathesis against GET /openapi.json" scripts/e2e/api.sh schemathesis
 stage "api: REDbot on every GET route, no BAD or WARN" scripts/e2e/api.sh http-lint
 stage "tracing: OTLP span export, decoded by opentelemetry-proto" scripts/e2e/api.sh otlp
-stage "secrets: the metrics token rotated through OpenBao and bao agent, under load" scripts/e2e/secrets.sh
+stage "secrets: the sops examples open; the metrics token rotated through OpenBao and bao agent, under load" scripts/e2e/secrets.sh
 stage "image: build amd64+arm64, smoke, scan" image
 stage "image from source: Containerfile bin stage, amd64+arm64" scripts/build/image-from-source.sh standin
 stage "compose e2e: podman-compose build and up (stand-ins)" scripts/e2e/compose.sh standin

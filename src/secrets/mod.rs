@@ -261,7 +261,7 @@ mod tests {
         path
     }
 
-    const TOKEN: &str = "0123456789abcdef0123";
+    const TOKEN: &str = "0123456789abcdef0123"; // pragma: allowlist secret (a test value)
 
     #[test]
     fn a_file_is_read_without_its_trailing_newline() {
