@@ -21,10 +21,24 @@ command -v yamllint >/dev/null || pip_install yamllint
 command -v zizmor >/dev/null || pip_install zizmor
 need_python_yaml
 
-step "shellcheck scripts/ .ci/run monitoring/grafana/entrypoint.sh"
-mapfile -t shell_scripts < <(git ls-files -co --exclude-standard 'scripts/*.sh' .ci/run monitoring/grafana/entrypoint.sh)
+step "shellcheck scripts/ deploy/ .ci/run monitoring/grafana/entrypoint.sh"
+mapfile -t shell_scripts < <(git ls-files -co --exclude-standard 'scripts/*.sh' 'deploy/*.sh' .ci/run monitoring/grafana/entrypoint.sh)
 shellcheck -x "${shell_scripts[@]}"
 info "${#shell_scripts[@]} scripts, no findings ($(shellcheck --version | awk '/^version/ { print $2 }'))"
+
+step "the scripts CI and users run directly are executable"
+# A script committed without its mode bit fails only when a stage runs it
+# (exit 126), after minutes of earlier stages.
+mapfile -t runnable < <(git ls-files -co --exclude-standard 'scripts/*.sh' 'scripts/*.py' .ci/run)
+not_executable=()
+for script in "${runnable[@]}"; do
+  # Python modules (no #! line) are imported, not run.
+  [ "$(head -c 2 "$script")" = '#!' ] || continue
+  [ -x "$script" ] || not_executable+=("$script")
+done
+[ "${#not_executable[@]}" -eq 0 ] ||
+  die "not executable (git update-index --chmod=+x): ${not_executable[*]}"
+info "every script with a #! line under scripts/, and .ci/run, is executable"
 
 step "hadolint"
 mapfile -t containerfiles < <(git ls-files -co --exclude-standard Containerfile '*.Containerfile')

@@ -96,10 +96,6 @@ impl RotatingSecret {
         }
     }
 
-    pub fn kind(&self) -> SecretKind {
-        self.kind
-    }
-
     /// The value in force.
     pub fn current(&self) -> Arc<[u8]> {
         Arc::clone(&crate::lock(&self.versions).current)
