@@ -76,8 +76,15 @@ fn create_error_series(metrics: &Metrics, config: &Config) {
 impl App {
     /// Builds the app, and the fork's [`State`] with it, from `config`.
     pub fn new(config: Config) -> App {
-        let metrics = Metrics::new(&BUILD, Route::LABELS);
+        let mut metrics = Metrics::new(&BUILD, Route::LABELS);
         create_error_series(&metrics, &config);
+        let export_headers = config
+            .span_export
+            .as_ref()
+            .and_then(|settings| settings.headers.as_ref());
+        if config.metrics_token.is_some() || export_headers.is_some() {
+            metrics.include_secret_reloads();
+        }
         let rotating = |setting: &SecretSetting| {
             Arc::new(RotatingSecret::new(
                 setting,
@@ -86,11 +93,7 @@ impl App {
             ))
         };
         let metrics_token = config.metrics_token.as_ref().map(rotating);
-        let export_headers = config
-            .span_export
-            .as_ref()
-            .and_then(|settings| settings.headers.as_ref())
-            .map(rotating);
+        let export_headers = export_headers.map(rotating);
         let secrets = metrics_token
             .iter()
             .chain(&export_headers)

@@ -33,7 +33,10 @@ fn token_setting(source: SecretSource, value: &str) -> SecretSetting {
 #[tokio::test]
 async fn metrics_requires_the_bearer_token_when_one_is_set() {
     let open = spawn_app(test_config()).await;
-    assert_eq!(scrape(open.addr, None).await.status(), 200, "no token set: open");
+    let page = scrape(open.addr, None).await;
+    assert_eq!(page.status(), 200, "no token set: open");
+    // Without secret settings the reload families are not gathered at all.
+    assert!(!page.body.contains("pulse_secret_"), "{}", page.body);
 
     let config = pulse::Config {
         metrics_token: Some(token_setting(
