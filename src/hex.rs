@@ -1,5 +1,5 @@
 //! Lowercase hex for the ids pulse writes: trace and span ids, request ids,
-//! and the ids of exported spans.
+//! and the ids of exported spans; and `%XX` escapes read back.
 
 /// Lowercase hex of `bytes` into `out` (twice as long): trace and span
 /// ids, request ids, and the ids of exported spans.
@@ -31,6 +31,27 @@ fn hex_of_u32(value: u32) -> [u8; 8] {
     // '0' + n for a digit, 'a' + n - 10 = '0' + n + 39 for a letter.
     let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
     (x + 0x3030_3030_3030_3030 + letters * 39).to_be_bytes()
+}
+
+/// `text` with each `%XX` replaced by the byte it stands for; None for a
+/// `%` not followed by two hex digits. The OpenTelemetry variables
+/// (`OTEL_RESOURCE_ATTRIBUTES`, `OTEL_EXPORTER_OTLP_HEADERS`) percent-encode
+/// their values.
+pub fn percent_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::build_info::BUILD;
-use crate::hex::write_hex;
+use crate::hex::{self, write_hex};
 use crate::lock;
 use crate::metrics::{SpanCounters, SpanDrop};
 use crate::secrets::rotating::RotatingSecret;
@@ -108,26 +108,12 @@ pub fn parse_resource_attributes(text: &str) -> Option<Vec<(String, String)>> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic() && b != b'"') {
             return None;
         }
-        attributes.push((key.to_owned(), percent_decode(value.trim())?));
+        attributes.push((
+            key.to_owned(),
+            String::from_utf8(hex::percent_decode(value.trim())?).ok()?,
+        ));
     }
     Some(attributes)
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// One finished request, as the exporter needs it.

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use hyper::header::{HeaderName, HeaderValue};
 
+use crate::hex::percent_decode;
+
 /// The secret settings pulse reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretKind {
@@ -105,23 +107,6 @@ pub fn otlp_headers(value: &[u8]) -> Option<Vec<(HeaderName, HeaderValue)>> {
         headers.push((name, value));
     }
     Some(headers)
-}
-
-fn percent_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(out)
 }
 
 /// A secret value held in memory: compared, never printed.
