@@ -218,6 +218,10 @@ podman_mode() {
 # measurement in which each of two servers gets half the core.
 cpu_ns() { cat "/proc/$1"/task/*/schedstat | awk '{ sum += $1 } END { printf "%.0f\n", sum }'; }
 
+# random_hex BYTES prints BYTES random bytes as lowercase hex, with no
+# newline: throwaway tokens and trace ids for the tests.
+random_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
 # free_port prints a TCP port that is free on 127.0.0.1 right now.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

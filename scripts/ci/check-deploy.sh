@@ -81,7 +81,7 @@ step "the metrics-token overlay: the Secret reaches pulse as a volume, and Prome
 token_file=deploy/kubernetes/overlays/metrics-token/metrics-token
 created_token=""
 if [ ! -e "$token_file" ]; then
-  od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$token_file"
+  random_hex 32 >"$token_file"
   created_token="$token_file"
 fi
 rendered_ok=0

@@ -38,9 +38,9 @@ step "negative control: planted secrets are found"
 # Assembled at run time, so that this script holds no secret itself.
 {
   printf -- '-----BEGIN %s PRIVATE KEY-----\n' RSA
-  printf 'MIIEow%s\n' "$(od -An -N48 -tx1 /dev/urandom | tr -d ' \n')"
+  printf 'MIIEow%s\n' "$(random_hex 48)"
   printf -- '-----END %s PRIVATE KEY-----\n' RSA
-  printf 'aws_access_key_id = AKIA%s\n' "$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n' | tr 'a-f' 'A-F')"
+  printf 'aws_access_key_id = AKIA%s\n' "$(random_hex 8 | tr 'a-f' 'A-F')"
   age-keygen 2>/dev/null | grep -v '^#'
 } >"$work/planted.txt"
 planted="$(cd "$work" && findings planted.txt)"

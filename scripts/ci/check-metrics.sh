@@ -15,7 +15,7 @@ work="$(mktemp -d)"
 trap 'stop_pulse || true; rm -rf "$work"' EXIT
 
 step "starting pulse ($binary) with fault injection on and a metrics token"
-token="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+token="$(random_hex 16)"
 printf '%s\n' "$token" >"$work/metrics-token"
 start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0 \
   PULSE_METRICS_TOKEN_FILE="$work/metrics-token"

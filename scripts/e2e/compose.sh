@@ -193,7 +193,7 @@ fi
 if [ "$mode" = upstream ]; then
   step "a request's trace reaches Jaeger and comes back through its query API"
   wait_http "http://127.0.0.1:$JAEGER_PORT/" 60 || die "Jaeger is not up at 127.0.0.1:$JAEGER_PORT"
-  trace_id="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+  trace_id="$(random_hex 16)"
   parent_id="00f067aa0ba902b7"
   curl -sf -o /dev/null -H "traceparent: 00-$trace_id-$parent_id-01" "$pulse_url/version" ||
     die "GET /version with a traceparent failed"
@@ -249,7 +249,7 @@ else
   wait_pulse_scraped "$byo_prometheus" 60 || die "Prometheus does not scrape pulse with the token from the file"
   info "pulse requires the token from the file; Prometheus scrapes with it"
   # A rotation as the overlay documents it: the new value written in place.
-  new_token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+  new_token="$(random_hex 32)"
   chmod 0644 "$byo_dir/metrics_token"
   printf '%s\n' "$new_token" >"$byo_dir/metrics_token"
   deadline=$((SECONDS + 15))

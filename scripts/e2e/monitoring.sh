@@ -54,7 +54,7 @@ result = json.loads(sys.argv[1])["data"]["result"]
 sys.exit(not any(not math.isnan(float(r["value"][1])) for r in result))' "$1" 2>/dev/null; }
 
 step "starting pulse (as compose runs it: a metrics token from a file) and the alert log"
-metrics_token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+metrics_token="$(random_hex 32)"
 printf '%s\n' "$metrics_token" >"$work/metrics_token"
 start_pulse "$binary" "$work/pulse.log" PULSE_DRAIN_DELAY=0 PULSE_METRICS_TOKEN_FILE="$work/metrics_token"
 export PULSE_METRICS_TOKEN="$metrics_token" # for healthy-stack.py's own look at /metrics

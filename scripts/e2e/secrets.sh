@@ -43,7 +43,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-new_token() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 # wait_for WHAT SECONDS COMMAND...: runs COMMAND every 0.1 s until it succeeds.
 wait_for() {
   local what="$1" deadline=$((SECONDS + $2))
@@ -73,7 +72,7 @@ bao server -dev -dev-root-token-id="$BAO_TOKEN" -dev-listen-address="127.0.0.1:$
   >"$work/bao.log" 2>&1 &
 bao_pid=$!
 wait_for "OpenBao unsealed" 30 bao status
-old_token="$(new_token)"
+old_token="$(random_hex 24)"
 bao kv put -mount=secret pulse metrics_token="$old_token" >/dev/null
 info "secret/pulse holds the first metrics token"
 
@@ -119,7 +118,7 @@ step "steady load (100 requests/s on GET /) and a scraper that reads the token f
 python3 scripts/e2e/open-loop.py "$PULSE_URL/" --rate 100 --max-seconds 60 \
   --stop-file "$work/stop-load" >"$work/load.txt" 2>&1 &
 load_pid=$!
-new_token_value="$(new_token)"
+new_token_value="$(random_hex 24)"
 python3 scripts/e2e/token-rotation.py "$PULSE_URL/metrics" "$work/secrets/metrics_token" \
   "$old_token" "$new_token_value" --rotated-file "$work/rotated" --max-seconds 40 \
   --accept-within "$((AGENT_INTERVAL + POLL_INTERVAL))" --grace "$GRACE" >"$work/rotation.txt" 2>&1 &
