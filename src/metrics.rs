@@ -276,8 +276,8 @@ impl Metrics {
     }
 
     /// Puts the secret-reload families on the page. An app without secret
-    /// settings never calls it: two empty families still cost a scrape 2%
-    /// more instructions to gather (callgrind: 129,711 against 127,123).
+    /// settings never calls it: even empty, gathering them costs every
+    /// scrape (docs/performance.md, "Secret settings and the scrape").
     pub fn include_secret_reloads(&mut self) {
         self.collectors
             .push(Box::new(self.secret_reloads.reloads.clone()));
