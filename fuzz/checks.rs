@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use pulse::config::{self, Config, SETTINGS};
-use pulse::routes::{self, Class, Dispatch, MAX_DELAY, Route, Verb};
+use pulse::routes::{self, Dispatch, MAX_DELAY, Route, Verb};
 
 const VERBS: [Verb; Verb::COUNT] = Verb::ALL;
 
@@ -18,8 +18,11 @@ pub fn routes(data: &[u8]) {
         return;
     };
     let verb = VERBS[usize::from(selector) % VERBS.len()];
-    let fault_injection = selector & 0x80 != 0;
-    let (route, dispatch) = routes::dispatch(verb, path, fault_injection);
+    let enabled = routes::Enabled {
+        faults: selector & 0x80 != 0,
+        database: selector & 0x40 != 0,
+    };
+    let (route, dispatch) = routes::dispatch(verb, path, enabled);
     assert_eq!(
         route == Route::Unmatched,
         matches!(dispatch, Dispatch::NotFound),
@@ -50,12 +53,11 @@ pub fn routes(data: &[u8]) {
         }
         _ => {}
     }
-    if !fault_injection {
-        assert!(
-            route.row().is_none_or(|row| row.class != Class::Fault),
-            "{path:?}"
-        );
-    }
+    // A class that is off has no route: its paths are unmatched.
+    assert!(
+        route.row().is_none_or(|row| enabled.serves(row.class)),
+        "{path:?}"
+    );
     assert!(route.label() == "unmatched" || route.label().starts_with('/'));
 }
 

@@ -227,6 +227,55 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# PostgreSQL 15 for the database tests: Debian's, in a throwaway cluster.
+PG_BIN=/usr/lib/postgresql/15/bin
+
+# as_postgres COMMAND... runs COMMAND as the user PostgreSQL runs as: the
+# `postgres` user under root (PostgreSQL refuses to run as root), else the
+# caller (GitHub's runner user).
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres starts a cluster in a new temporary directory on a free
+# port of 127.0.0.1, with a role `pulse` (LOGIN CREATEDB, a random password)
+# owning a database `pulse`. Sets PG_DIR, PG_PORT, PG_PASSWORD and PG_URL (a
+# libpq URI for PULSE_DATABASE_URL). pg_cluster ARGS... runs pg_ctl on it;
+# stop_postgres stops it and removes it.
+start_postgres() {
+  apt_install postgresql-15
+  local dir
+  dir="$(mktemp -d)"
+  # mktemp's 0700 would keep the postgres user out.
+  chmod 755 "$dir"
+  [ "$(id -u)" -ne 0 ] || chown postgres "$dir"
+  PG_DIR="$dir/data"
+  PG_PORT="$(free_port)"
+  PG_PASSWORD="$(random_hex 16)"
+  info "initdb $PG_DIR; PostgreSQL on 127.0.0.1:$PG_PORT"
+  as_postgres "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  # Passwords over TCP (scram-sha-256), the way pulse logs in anywhere else.
+  printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$PG_DIR/pg_hba.conf"
+  pg_cluster start -w -t 30 -l "$dir/postgres.log" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=off" >/dev/null ||
+    { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  as_postgres "$PG_BIN/psql" -q -h "$dir" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 \
+    -c "CREATE ROLE pulse LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD'" \
+    -c "CREATE DATABASE pulse OWNER pulse" >/dev/null
+  PG_URL="postgres://pulse:$PG_PASSWORD@127.0.0.1:$PG_PORT/pulse?sslmode=disable"
+  export PG_DIR PG_PORT PG_PASSWORD PG_URL
+}
+
+pg_cluster() { as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR" "$@"; }
+
+stop_postgres() {
+  [ -n "${PG_DIR:-}" ] || return 0
+  pg_cluster stop -m immediate >/dev/null 2>&1 || true
+  rm -rf "$(dirname "$PG_DIR")"
+  PG_DIR=""
+}
+
 # wait_http URL SECONDS waits until URL answers 200.
 wait_http() {
   local url="$1" deadline=$((SECONDS + $2))

@@ -28,10 +28,11 @@ use crate::request_id::{self, IdGenerator};
 use crate::response::{
     self, Body, BoxError, Handling, NO_STORE, Pending, X_REQUEST_ID, json_error,
 };
-use crate::routes::{self, Class, Dispatch, Handler, Route, Verb};
-use crate::secrets::{self, SecretSetting, rotating::RotatingSecret};
+use crate::routes::{self, Class, Dispatch, Enabled, Handler, Route, Verb};
+use crate::secrets::{self, rotating::RotatingSecret};
 use crate::service::Service;
 use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
+use crate::startup::Startup;
 use crate::state::State;
 use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE, Traceparent};
 
@@ -51,6 +52,8 @@ struct Inner {
     ids: IdGenerator,
     /// Where sampled spans go; None while span export is off.
     spans: Option<SpanQueue>,
+    /// Which optional routes exist, from the config.
+    enabled: Enabled,
     /// The secret settings in force, watched once the app serves.
     secrets: Vec<Arc<RotatingSecret>>,
 }
@@ -60,11 +63,7 @@ struct Inner {
 /// routes only when they exist): see [`Metrics::create_series`].
 fn create_error_series(metrics: &Metrics, config: &Config) {
     for row in Route::ALL.iter().filter_map(|route| route.row()) {
-        let counted = match row.class {
-            Class::App => true,
-            Class::Fault => config.fault_injection,
-            Class::Probe => false,
-        };
+        let counted = row.class != Class::Probe && Enabled::of(config).serves(row.class);
         if counted {
             for verb in row.methods.iter().filter(|&verb| verb != Verb::Head) {
                 metrics.create_series(verb, row.route as usize, StatusCode::INTERNAL_SERVER_ERROR);
@@ -78,37 +77,29 @@ impl App {
     pub fn new(config: Config) -> App {
         let mut metrics = Metrics::new(&BUILD, Route::LABELS);
         create_error_series(&metrics, &config);
+        let mut startup = Startup::new(&config, &mut metrics);
+        let metrics_token = config
+            .metrics_token
+            .as_ref()
+            .map(|setting| startup.rotating_secret(setting));
         let export_headers = config
             .span_export
             .as_ref()
-            .and_then(|settings| settings.headers.as_ref());
-        if config.metrics_token.is_some() || export_headers.is_some() {
-            metrics.include_secret_reloads();
-        }
-        let rotating = |setting: &SecretSetting| {
-            Arc::new(RotatingSecret::new(
-                setting,
-                config.secret_grace,
-                metrics.secret_reloads().clone(),
-            ))
-        };
-        let metrics_token = config.metrics_token.as_ref().map(rotating);
-        let export_headers = export_headers.map(rotating);
-        let secrets = metrics_token
-            .iter()
-            .chain(&export_headers)
-            .cloned()
-            .collect();
+            .and_then(|settings| settings.headers.as_ref())
+            .map(|setting| startup.rotating_secret(setting));
+        let state = State::new(&mut startup);
+        let secrets = startup.into_secrets();
+        let enabled = Enabled::of(&config);
         let spans = config.span_export.clone().map(|settings| {
             SpanQueue::new(settings, metrics.spans().clone(), export_headers.clone())
         });
-        let state = State::new(&config);
         App {
             inner: Arc::new(Inner {
                 shared: Shared::new(config, metrics).with_metrics_token(metrics_token),
                 state,
                 spans,
                 ids: IdGenerator::default(),
+                enabled,
                 secrets,
             }),
         }
@@ -181,8 +172,7 @@ impl App {
         let (route, dispatch) = if target_length > routes::MAX_URI_BYTES {
             (Route::Unmatched, Dispatch::UriTooLong)
         } else {
-            let fault_injection = inner.shared.config().fault_injection;
-            routes::dispatch(verb, request.uri.path(), fault_injection)
+            routes::dispatch(verb, request.uri.path(), inner.enabled)
         };
         let mut exchange = self.exchange(&request, verb, route, remote, received);
 
@@ -391,9 +381,11 @@ impl App {
     /// `nosniff`, `Cache-Control`, `Connection: close` while draining, and
     /// HTTP/2's `content-length`.
     fn common_headers(&self, response: &mut Response<Body>, route: Route, version: Version) {
-        // Every answer says how it may be cached: a 2xx as its row says,
-        // anything else not at all (caches may otherwise keep a 404 or 405).
-        let cache_control = if response.status().is_success() {
+        // Every answer says how it may be cached: a 2xx as its row says, a
+        // 304 as the 200 it stands for would (RFC 9111, 4.3.4), anything
+        // else not at all (caches may otherwise keep a 404 or 405).
+        let status = response.status();
+        let cache_control = if status.is_success() || status == StatusCode::NOT_MODIFIED {
             route.cache_control_header()
         } else {
             NO_STORE
@@ -435,6 +427,7 @@ impl Service for App {
 
     fn start_background(&self) -> Option<Exporter> {
         secrets::rotating::watch(self.inner.secrets.clone(), self.config().secret_poll);
+        self.inner.state.start(Arc::clone(self.inner.shared.stop()));
         self.start_span_export()
     }
 }

@@ -11,6 +11,7 @@ pub enum Command {
     Serve,
     Healthcheck,
     AlertLog,
+    Migrate,
     Version,
     Help,
 }
@@ -29,6 +30,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         [] | ["serve"] => Ok(Command::Serve),
         ["healthcheck"] => Ok(Command::Healthcheck),
         ["alert-log"] => Ok(Command::AlertLog),
+        ["migrate"] => Ok(Command::Migrate),
         ["--version" | "-V" | "version"] => Ok(Command::Version),
         ["--help" | "-h" | "help"] => Ok(Command::Help),
         [word, ..] if words.len() == 1 => Err(format!("unknown command {word:?}")),
@@ -45,7 +47,7 @@ pub fn version_line() -> String {
 
 pub fn help_text() -> String {
     let mut text = format!(
-        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on $HOST:$PORT (loopback when HOST is 0.0.0.0 or ::); exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
+        "{}\n\nUSAGE:\n  pulse               serve HTTP until SIGTERM or Ctrl-C\n  pulse healthcheck   GET /livez on $HOST:$PORT (loopback when HOST is 0.0.0.0 or ::); exit 0 if it answers 200, else 1\n  pulse alert-log     receive Alertmanager webhooks on $PORT and log each alert\n  pulse migrate       apply the database migrations (PULSE_DATABASE_URL) and exit; 0 when done\n  pulse --version     print the version and build\n  pulse --help        print this help\n\nSETTINGS (environment, or a .env file in the working directory; the environment wins):\n",
         version_line()
     );
     for setting in SETTINGS {
@@ -77,6 +79,7 @@ mod tests {
         assert_eq!(parse_words(&[]), Ok(Command::Serve));
         assert_eq!(parse_words(&["healthcheck"]), Ok(Command::Healthcheck));
         assert_eq!(parse_words(&["alert-log"]), Ok(Command::AlertLog));
+        assert_eq!(parse_words(&["migrate"]), Ok(Command::Migrate));
         assert_eq!(parse_words(&["--version"]), Ok(Command::Version));
         assert_eq!(parse_words(&["--help"]), Ok(Command::Help));
         assert!(parse_words(&["--port"]).unwrap_err().contains("--port"));

@@ -13,6 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::database::{DatabaseSettings, Readiness};
 use crate::dotenv;
 pub use crate::logging::LogFormat;
 use crate::secrets::{self, SecretError, SecretKind, SecretSetting};
@@ -56,6 +57,8 @@ pub struct Config {
     pub secret_grace: Duration,
     /// How often secret files are re-read even without a change event.
     pub secret_poll: Duration,
+    /// PostgreSQL for the `/notes` routes; None (the default) serves none.
+    pub database: Option<DatabaseSettings>,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
             metrics_token: None,
             secret_grace: Duration::from_secs(60),
             secret_poll: Duration::from_secs(10),
+            database: None,
         }
     }
 }
@@ -159,6 +163,31 @@ pub const SETTINGS: &[Setting] = &[
         name: "PULSE_SECRET_POLL_INTERVAL",
         default: "10s",
         meaning: "secret files are re-read this often, and on change events",
+    },
+    Setting {
+        name: "PULSE_DATABASE_URL",
+        default: "",
+        meaning: "postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]; serves /notes from it (a secret)",
+    },
+    Setting {
+        name: "PULSE_DATABASE_PASSWORD",
+        default: "",
+        meaning: "the database password, apart from the URL; a changed file is used for new connections (a secret)",
+    },
+    Setting {
+        name: "PULSE_DATABASE_POOL_SIZE",
+        default: "8",
+        meaning: "the most database connections, 1 to 1000",
+    },
+    Setting {
+        name: "PULSE_DATABASE_TIMEOUT",
+        default: "2s",
+        meaning: "a request waits this long for a connection, then for its query, before a 503",
+    },
+    Setting {
+        name: "PULSE_DATABASE_READINESS",
+        default: "startup",
+        meaning: "startup: /readyz waits for the first connection and migrations; always: also fails while the database is down",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -362,6 +391,7 @@ impl Config {
                 "PULSE_SECRET_POLL_INTERVAL",
                 duration_setting(&get, "PULSE_SECRET_POLL_INTERVAL", defaults.secret_poll)?,
             )?,
+            database: database_settings(&get, &secret)?,
         })
     }
 
@@ -508,6 +538,48 @@ fn empty_as_unset(
     get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
 ) -> impl Fn(&'static str) -> Option<(&'static str, String)> + '_ {
     move |name| get(name).filter(|(_, value)| !value.trim().is_empty())
+}
+
+/// The `PULSE_DATABASE_*` settings; None without a URL. The others are
+/// checked either way.
+fn database_settings(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+    secret: &impl Fn(SecretKind) -> Result<Option<SecretSetting>, ConfigError>,
+) -> Result<Option<DatabaseSettings>, ConfigError> {
+    let pool_size = get("PULSE_DATABASE_POOL_SIZE").map_or(Ok(8), |(n, v)| {
+        match v.trim().parse::<usize>() {
+            Ok(size @ 1..=1000) => Ok(size),
+            _ => Err(invalid(n, v, "a whole number from 1 to 1000")),
+        }
+    })?;
+    let timeout = nonzero(
+        "PULSE_DATABASE_TIMEOUT",
+        duration_setting(get, "PULSE_DATABASE_TIMEOUT", Duration::from_secs(2))?,
+    )?;
+    let readiness = get("PULSE_DATABASE_READINESS").map_or(Ok(Readiness::Startup), |(n, v)| {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "startup" => Ok(Readiness::Startup),
+            "always" => Ok(Readiness::Always),
+            _ => Err(invalid(n, v, "startup (ready once migrated; the default) or always (unready while the database is down)")),
+        }
+    })?;
+    let password = secret(SecretKind::DatabasePassword)?;
+    let Some(url) = secret(SecretKind::DatabaseUrl)? else {
+        return Ok(None);
+    };
+    crate::database::settings::parse_url(&url.value.0).map_err(|reason| {
+        ConfigError::Secret(SecretError::Rejected {
+            kind: SecretKind::DatabaseUrl,
+            reason,
+        })
+    })?;
+    Ok(Some(DatabaseSettings {
+        url,
+        password,
+        pool_size,
+        timeout,
+        readiness,
+    }))
 }
 
 /// The `OTEL_*` export settings; None when no endpoint is set or

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::logging::Peer;
 use crate::metrics::Metrics;
 use crate::secrets::rotating::RotatingSecret;
+use crate::startup::Stop;
 use crate::state::State;
 use crate::trace_context::SpanContext;
 
@@ -39,6 +40,8 @@ pub struct Shared {
     started: Instant,
     /// `PULSE_METRICS_TOKEN` as it is now; None when `/metrics` is open.
     metrics_token: Option<Arc<RotatingSecret>>,
+    /// Set when something running in the background stops pulse for good.
+    stop: Arc<Stop>,
 }
 
 impl Shared {
@@ -49,7 +52,14 @@ impl Shared {
             draining: AtomicBool::new(false),
             started: Instant::now(),
             metrics_token: None,
+            stop: Arc::default(),
         }
+    }
+
+    /// What a background task calls to stop pulse for good; the server
+    /// waits on it beside the shutdown signals.
+    pub fn stop(&self) -> &Arc<Stop> {
+        &self.stop
     }
 
     /// `/metrics` then requires this bearer token.

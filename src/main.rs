@@ -36,7 +36,77 @@ fn main() -> ExitCode {
         Command::Healthcheck => healthcheck_command(),
         Command::Serve => serve_command(Command::Serve),
         Command::AlertLog => serve_command(Command::AlertLog),
+        Command::Migrate => migrate_command(),
     }
+}
+
+/// How long `pulse migrate` waits for an unreachable database.
+const MIGRATE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// `pulse migrate`: applies the migrations once, as a deploy step (a
+/// Kubernetes Job, a compose one-shot) that runs before the replicas start.
+/// Exits 0 when the schema is current, 1 when it cannot be made so, 2 for
+/// a bad setting.
+fn migrate_command() -> ExitCode {
+    let config = match load_config() {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let Some(settings) = config.database.clone() else {
+        eprintln!(
+            "pulse migrate: PULSE_DATABASE_URL (or PULSE_DATABASE_URL_FILE) is not set: nothing to migrate"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let runtime = match pulse::server::runtime(1) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("pulse migrate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The password as the server reads it; nothing watches it here.
+    let password = settings.password.as_ref().map(|setting| {
+        let metrics = pulse::metrics::Metrics::new(&pulse::build_info::BUILD, &[]);
+        std::sync::Arc::new(pulse::secrets::rotating::RotatingSecret::new(
+            setting,
+            config.secret_grace,
+            metrics.secret_reloads().clone(),
+        ))
+    });
+    let metrics = pulse::database::DatabaseMetrics::new();
+    runtime.block_on(async {
+        let outcome = match pulse::database::Database::new(&settings, password, metrics) {
+            Ok(database) => database
+                .migrate(Some(MIGRATE_PATIENCE))
+                .await
+                .map_err(|error| error.to_string()),
+            Err(reason) => Err(reason),
+        };
+        match outcome {
+            Ok(applied) if applied.versions.is_empty() => {
+                println!(
+                    "pulse migrate: schema up to date at version {}",
+                    applied.schema_version
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(applied) => {
+                println!(
+                    "pulse migrate: applied {:?}; schema at version {}",
+                    applied.versions, applied.schema_version
+                );
+                ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("pulse migrate: {reason}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn load_config() -> Result<Config, String> {
@@ -159,13 +229,21 @@ fn serve(config: Config, command: Command) -> ExitCode {
             Ok(addr) => log::info!(address:% = addr; "listening on http://{addr}"),
             Err(e) => log::warn!("listening, but the bound address is unknown: {e}"),
         }
-        if command == Command::AlertLog {
+        let served = if command == Command::AlertLog {
             let alert_log = pulse::alert_log::AlertLog::new(config);
-            pulse::serve(listener, alert_log, signals.shutdown()).await;
+            pulse::serve(listener, alert_log, signals.shutdown()).await
         } else {
-            pulse::run(listener, config, signals.shutdown()).await;
+            pulse::run(listener, config, signals.shutdown()).await
+        };
+        match served {
+            Ok(()) => {
+                log::info!("shutdown complete");
+                ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                log::error!("pulse stopped: {reason}");
+                ExitCode::FAILURE
+            }
         }
-        log::info!("shutdown complete");
-        ExitCode::SUCCESS
     }))
 }

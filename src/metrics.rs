@@ -278,11 +278,27 @@ impl Metrics {
     /// Puts the secret-reload families on the page. An app without secret
     /// settings never calls it: even empty, gathering them costs every
     /// scrape (docs/performance.md, "Secret settings and the scrape").
+    /// Calling it again changes nothing.
     pub fn include_secret_reloads(&mut self) {
+        let name = &self.secret_reloads.reloads.desc()[0].fq_name;
+        let included = self
+            .collectors
+            .iter()
+            .any(|collector| collector.desc().iter().any(|desc| &desc.fq_name == name));
+        if included {
+            return;
+        }
         self.collectors
             .push(Box::new(self.secret_reloads.reloads.clone()));
         self.collectors
             .push(Box::new(self.secret_reloads.last_reload.clone()));
+        assert_unique_names(&self.collectors);
+    }
+
+    /// Puts a fork's own metric families on the page (the database's,
+    /// `src/state.rs`). Their names must not clash with pulse's.
+    pub fn register(&mut self, collector: Box<dyn Collector>) {
+        self.collectors.push(collector);
         assert_unique_names(&self.collectors);
     }
 

@@ -106,17 +106,18 @@ pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ShutdownRequest>,
-) {
-    serve(listener, App::new(config), shutdown).await;
+) -> Result<(), String> {
+    serve(listener, App::new(config), shutdown).await
 }
 
 /// Serves an already built app, or the alert log; see the module docs for
-/// the shutdown steps.
+/// the shutdown steps. An error is the reason a background task stopped
+/// pulse for good ([`crate::startup::Stop`]): the process should exit 1.
 pub async fn serve(
     listener: TcpListener,
     service: impl Into<Served>,
     shutdown: impl Future<Output = ShutdownRequest>,
-) {
+) -> Result<(), String> {
     let service: Arc<Served> = Arc::new(service.into());
     let config = service.shared().config().clone();
     let http = Arc::new(http_builder(&config));
@@ -129,9 +130,14 @@ pub async fn serve(
         spawn_connection(&http, &service, stream, remote, permit, registration);
     };
 
+    let stop = Arc::clone(service.shared().stop());
     let request = loop {
         tokio::select! {
             request = &mut shutdown => break request,
+            reason = stop.stopped() => {
+                log::error!("{reason}; stopping");
+                break ShutdownRequest::Interrupt;
+            }
             accepted = accept_within_cap(&listener, &permits, &connections) => spawn(accepted),
         }
     };
@@ -173,6 +179,10 @@ pub async fn serve(
     // The spans of the last requests go out within the same timeout.
     if let Some(exporter) = exporter {
         exporter.shutdown(deadline).await;
+    }
+    match stop.reason() {
+        Some(reason) => Err(reason.to_owned()),
+        None => Ok(()),
     }
 }
 
@@ -738,7 +748,8 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(60), server)
                 .await
                 .expect("serve returned")
-                .unwrap();
+                .unwrap()
+                .expect("nothing stopped pulse for good");
             let took = started.elapsed() - Duration::from_secs(1);
             assert!(
                 took >= expected && took < expected + Duration::from_millis(100),

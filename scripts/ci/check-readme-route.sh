@@ -66,20 +66,30 @@ for language, block in blocks:
         table = re.search(r"^route_table! \{\n.*?^\}$", text, re.S | re.M)
         rows = "".join(f"    {line}\n" for line in body.splitlines())
         write("src/routes/mod.rs", text[: table.end() - 1] + rows + text[table.end() - 1:])
+    elif first == "// src/state.rs: a field of State":
+        text = read("src/state.rs")
+        at = text.index("pub struct State {\n") + len("pub struct State {\n")
+        write("src/state.rs", text[:at] + "".join(f"    {line}\n" for line in body.splitlines()) + text[at:])
+    elif first == "// src/state.rs: its value in State::new":
+        text = read("src/state.rs")
+        start = text.index("pub fn new(")
+        opening = "        State {\n"  # the value State::new builds
+        at = text.index(opening, start) + len(opening)
+        write("src/state.rs", text[:at] + "".join(f"            {line}\n" for line in body.splitlines()) + text[at:])
     elif re.fullmatch(r"// (src|tests)/[\w/]+\.rs", first):
         write(first[3:], body)
     else:
         sys.exit(f"a block of 'Add a route' starts with {first!r}: this script does not know where it goes")
     applied += 1
     print(f"    {language}: {first}")
-if applied != 11:
-    sys.exit(f"expected 11 blocks in 'Add a route', applied {applied}")
+if applied != 12:
+    sys.exit(f"expected 12 blocks in 'Add a route', applied {applied}")
 PY
 
 step "what the steps changed: the routes' files, the table, state, the README's table, the tests"
 fork_git add -A
 changed="$(fork_git diff --cached --name-only HEAD | sort | tr '\n' ' ')"
-expected="README.md src/routes/mod.rs src/routes/notes.rs src/routes/whoami.rs src/state.rs tests/api/notes.rs tests/api/whoami.rs "
+expected="README.md src/routes/memos.rs src/routes/mod.rs src/routes/whoami.rs src/state.rs tests/api/memos.rs tests/api/whoami.rs "
 [ "$changed" = "$expected" ] || die "the steps changed: $changed; expected: $expected"
 info "changed: $changed"
 # In the README, only rows added to the route table, nothing removed.
@@ -97,11 +107,11 @@ export CARGO_TARGET_DIR="$REPO_ROOT/target/readme-route"
 step "the fork's tests: the new files run with no mod line, and the table tests pass"
 tests_log="$work/tests.log"
 if ! cargo test --locked --manifest-path "$fork/Cargo.toml" --test api -- \
-  whoami:: notes:: table:: >"$tests_log" 2>&1; then
+  whoami:: memos:: table:: >"$tests_log" 2>&1; then
   cat "$tests_log"
   die "the fork's tests failed"
 fi
-for test in whoami::whoami_names_the_caller notes::a_posted_note_can_be_read_back \
+for test in whoami::whoami_names_the_caller memos::a_posted_memo_can_be_read_back \
   table::the_readme_route_table_lists_exactly_the_table; do
   grep -q "^test $test \.\.\. ok$" "$tests_log" || {
     cat "$tests_log"
@@ -132,39 +142,39 @@ expect "HEAD /whoami" "$(curl -s -I -o /dev/null -w '%{http_code} %{size_downloa
 expect "POST /whoami: 405 with Allow" \
   "$(curl -s -X POST -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/whoami")" "405 GET, HEAD"
 
-step "POST /notes and GET /notes/{id}: state and a body"
-created="$(curl -s -D "$work/headers" -H 'Content-Type: application/json' -d '{"text":"buy milk"}' "$PULSE_URL/notes")"
-expect "POST /notes: 201 with Location" \
-  "$(awk 'NR == 1 { print $2 } tolower($1) == "location:" { print $2 }' "$work/headers" | tr -d '\r' | tr '\n' ' ')" "201 /notes/1 "
-expect "the stored note" "$(json_field "$created" text)" "buy milk"
-expect "GET /notes/1" "$(json_field "$(curl -s "$PULSE_URL/notes/1")" text)" "buy milk"
-expect "GET /notes/2: none yet" "$(curl -s -o /dev/null -w '%{http_code}' "$PULSE_URL/notes/2")" "404"
-expect "HEAD /notes/1" "$(curl -s -I -o /dev/null -w '%{http_code} %{size_download}' "$PULSE_URL/notes/1")" "200 0"
-expect "DELETE /notes/1: 405 with Allow" \
-  "$(curl -s -X DELETE -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/notes/1")" "405 GET, HEAD"
-expect "GET /notes: 405 with Allow" \
-  "$(curl -s -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/notes")" "405 POST"
+step "POST /memos and GET /memos/{id}: state and a body"
+created="$(curl -s -D "$work/headers" -H 'Content-Type: application/json' -d '{"text":"buy milk"}' "$PULSE_URL/memos")"
+expect "POST /memos: 201 with Location" \
+  "$(awk 'NR == 1 { print $2 } tolower($1) == "location:" { print $2 }' "$work/headers" | tr -d '\r' | tr '\n' ' ')" "201 /memos/1 "
+expect "the stored memo" "$(json_field "$created" text)" "buy milk"
+expect "GET /memos/1" "$(json_field "$(curl -s "$PULSE_URL/memos/1")" text)" "buy milk"
+expect "GET /memos/2: none yet" "$(curl -s -o /dev/null -w '%{http_code}' "$PULSE_URL/memos/2")" "404"
+expect "HEAD /memos/1" "$(curl -s -I -o /dev/null -w '%{http_code} %{size_download}' "$PULSE_URL/memos/1")" "200 0"
+expect "DELETE /memos/1: 405 with Allow" \
+  "$(curl -s -X DELETE -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/memos/1")" "405 GET, HEAD"
+expect "GET /memos: 405 with Allow" \
+  "$(curl -s -o /dev/null -w '%{http_code} %header{allow}' "$PULSE_URL/memos")" "405 POST"
 expect "a body that is not JSON: 415" \
-  "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: text/plain' -d 'x' "$PULSE_URL/notes")" "415"
+  "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: text/plain' -d 'x' "$PULSE_URL/memos")" "415"
 
 step "the OpenAPI entries and the metrics labels"
 curl -s "$PULSE_URL/openapi.json" >"$work/openapi.json"
 expect "the OpenAPI entries" "$(python3 - "$work/openapi.json" <<'PY'
 import json, sys
 paths = json.load(open(sys.argv[1]))["paths"]
-whoami, notes, note = paths["/whoami"], paths["/notes"], paths["/notes/{id}"]
-post = notes["post"]
+whoami, memos, memo = paths["/whoami"], paths["/memos"], paths["/memos/{id}"]
+post = memos["post"]
 print(
     sorted(whoami), whoami["get"]["summary"], "|",
-    sorted(notes), sorted(post["responses"]), "body" if "requestBody" in post else "no body",
+    sorted(memos), sorted(post["responses"]), "body" if "requestBody" in post else "no body",
     "Location" in post["responses"]["201"]["headers"], "|",
-    sorted(note), [p["name"] for p in note["parameters"]], "404" in note["get"]["responses"],
+    sorted(memo), [p["name"] for p in memo["parameters"]], "404" in memo["get"]["responses"],
 )
 PY
 )" "['get', 'head'] Who is asking | ['post'] ['201', '400', '408', '413', '415'] body True | ['get', 'head', 'parameters'] ['id'] True"
 metrics="$(curl -s "$PULSE_URL/metrics")"
-for series in 'method="GET",route="/whoami",status="200"' 'method="POST",route="/notes",status="201"' \
-  'method="GET",route="/notes/{id}",status="404"'; do
+for series in 'method="GET",route="/whoami",status="200"' 'method="POST",route="/memos",status="201"' \
+  'method="GET",route="/memos/{id}",status="404"'; do
   expect "metrics label $series" "$(grep -c "^http_requests_total{.*$series" <<<"$metrics")" 1
 done
 stop_pulse || die "the fork did not stop cleanly"
@@ -200,7 +210,7 @@ compile_error_at() {
 }
 compile_error_at 'Whoami: \[GET\]' 'Whoami: [POST]' MethodOfAReadyRow
 compile_error_at 'Whoami: \[GET\]' 'Whoami: [GET, HEAD]' MethodOfARow
-compile_error_at 'Note: \[GET\]' 'Note: [GET, PATCH]' MethodOfAReadyRow
+compile_error_at 'Memo: \[GET\]' 'Memo: [GET, PATCH]' MethodOfAReadyRow
 # A row that an earlier one shadows: GET /status/{code} (a fault route) matches
 # every path of /status/{id}.
-compile_error_at 'Note: \[GET\] \["notes", ' 'Note: [GET] ["status", ' AnEarlierRowMatchesEveryPathOf
+compile_error_at 'Memo: \[GET\] \["memos", ' 'Memo: [GET] ["status", ' AnEarlierRowMatchesEveryPathOf

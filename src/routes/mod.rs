@@ -12,12 +12,14 @@ pub use echo::MAX_ECHO_BYTES;
 mod faults;
 pub use faults::{MAX_DELAY, parse_delay, parse_status};
 mod info;
+mod notes;
 pub mod openapi;
 mod probes;
 
 use hyper::Response;
 use hyper::header::HeaderValue;
 
+use crate::config::Config;
 pub use crate::context::{RequestContext, Segment};
 use crate::response::{Body, NO_STORE, Pending, RequestBody};
 pub use crate::verb::{Verb, Verbs};
@@ -44,7 +46,8 @@ pub const MAX_SEGMENTS: usize = 8;
 //   `[]` is `/`; `["v1", "notes", {id: "1"}]` is `/v1/notes/{id}`. A handler
 //   reads a parameter with `ctx.param("id")`.
 // - Class: `App` (served always), `Probe` (served always, logged at debug,
-//   left out of the SLI) or `Fault` (served only with PULSE_FAULT_INJECTION).
+//   left out of the SLI), `Fault` (served only with PULSE_FAULT_INJECTION)
+//   or `Database` (served only with PULSE_DATABASE_URL).
 // - Cache-Control: what a 2xx answer carries; every other answer `no-store`.
 // - Kind: `Ready` for a handler that answers at once, `fn(&RequestContext)`;
 //   `Async` for one that reads the body or waits,
@@ -63,6 +66,8 @@ route_table! {
     Delay:   [GET] ["delay", {ms: "1"}]       => Fault, "no-store",   Async faults::delay,     faults::delay_doc;
     Status:  [GET] ["status", {code: "200"}]  => Fault, "no-store",   Ready faults::status,    faults::status_doc;
     Panic:   [GET] ["panic"]                  => Fault, "no-store",   Ready faults::panic,     faults::panic_doc;
+    Notes:   [GET, POST] ["notes"]            => Database, "no-store", Async notes::collection, notes::collection_doc;
+    Note:    [GET, DELETE] ["notes", {id: "1"}] => Database, "no-cache", Async notes::item,    notes::item_doc;
 }
 
 /// Which requests a route serves, and how they are logged and counted.
@@ -74,6 +79,39 @@ pub enum Class {
     Probe,
     /// Exists only with PULSE_FAULT_INJECTION; otherwise a 404.
     Fault,
+    /// Exists only with PULSE_DATABASE_URL; otherwise a 404. Counted like `App`.
+    Database,
+}
+
+/// Which classes of route an app serves: `App` and `Probe` always, the
+/// others as the configuration says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enabled {
+    pub faults: bool,
+    pub database: bool,
+}
+
+impl Enabled {
+    /// Every route: what the table's own tests match against.
+    pub const ALL: Enabled = Enabled {
+        faults: true,
+        database: true,
+    };
+
+    pub fn of(config: &Config) -> Enabled {
+        Enabled {
+            faults: config.fault_injection,
+            database: config.database.is_some(),
+        }
+    }
+
+    pub fn serves(self, class: Class) -> bool {
+        match class {
+            Class::App | Class::Probe => true,
+            Class::Fault => self.faults,
+            Class::Database => self.database,
+        }
+    }
 }
 
 /// A route's handler.
@@ -400,15 +438,15 @@ pub enum Dispatch {
     UriTooLong,
 }
 
-/// Matches a request against the table. `fault_injection` decides whether
-/// the fault routes exist at all: when it is off they are 404s like any
+/// Matches a request against the table. `enabled` decides whether the
+/// optional routes exist at all: a class that is off is 404s like any
 /// unknown path.
-pub fn dispatch(verb: Verb, path: &str, fault_injection: bool) -> (Route, Dispatch) {
+pub fn dispatch(verb: Verb, path: &str, enabled: Enabled) -> (Route, Dispatch) {
     let route = match_path(path);
     let Some(row) = route.row() else {
         return (Route::Unmatched, Dispatch::NotFound);
     };
-    if row.class == Class::Fault && !fault_injection {
+    if !enabled.serves(row.class) {
         return (Route::Unmatched, Dispatch::NotFound);
     }
     if row.methods.contains(verb) {
@@ -476,7 +514,7 @@ mod tests {
         for &route in Route::ALL {
             let row = route.row().unwrap();
             for verb in Verb::ALL {
-                match dispatch(verb, row.example, true) {
+                match dispatch(verb, row.example, Enabled::ALL) {
                     (matched, Dispatch::Serve(served)) => {
                         assert_eq!(matched, route, "{}", row.example);
                         assert!(std::ptr::eq(served, row));
@@ -517,11 +555,15 @@ mod tests {
     }
 
     #[test]
-    fn fault_routes_do_not_exist_when_fault_injection_is_off() {
+    fn optional_routes_do_not_exist_when_their_setting_is_off() {
+        let none = Enabled {
+            faults: false,
+            database: false,
+        };
         for &route in Route::ALL {
             let row = route.row().unwrap();
-            let (matched, outcome) = dispatch(Verb::Get, row.example, false);
-            if row.class == Class::Fault {
+            let (matched, outcome) = dispatch(Verb::Get, row.example, none);
+            if matches!(row.class, Class::Fault | Class::Database) {
                 assert_eq!(matched, Route::Unmatched, "{}", row.example);
                 assert!(matches!(outcome, Dispatch::NotFound));
             } else {
@@ -545,7 +587,7 @@ mod tests {
             "/a/b/c/d/e/f/g/h/i",
         ] {
             assert_eq!(
-                dispatch(Verb::Get, path, true).0,
+                dispatch(Verb::Get, path, Enabled::ALL).0,
                 Route::Unmatched,
                 "{path:?}"
             );
@@ -577,15 +619,15 @@ mod tests {
             let documented: Vec<&str> = doc.parameters.iter().map(|(name, _)| *name).collect();
             let declared: Vec<&str> = row.parameters().collect();
             assert_eq!(documented, declared, "{}: parameters", row.template);
-            let takes_body = [Verb::Post, Verb::Put, Verb::Patch]
-                .into_iter()
-                .any(|verb| row.methods.contains(verb));
-            assert_eq!(
-                doc.request_body.is_some(),
-                takes_body,
-                "{}: a POST, PUT or PATCH row documents its request body, and only it",
-                row.template
-            );
+            for verb in row.methods.iter() {
+                let takes_body = matches!(verb, Verb::Post | Verb::Put | Verb::Patch);
+                assert_eq!(
+                    doc.of(verb).request_body.is_some(),
+                    takes_body,
+                    "{} {verb:?}: a POST, PUT or PATCH documents its request body, and only it",
+                    row.template
+                );
+            }
             let plain = serde_json::to_string(row.template).unwrap();
             assert_eq!(plain, format!("\"{}\"", row.template), "{}", row.template);
         }

@@ -8,7 +8,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::RequestContext;
-use super::{Class, Route, Verb};
+use super::{Enabled, Route, Verb};
 use crate::build_info::BUILD;
 use crate::response::{APPLICATION_JSON, Body, reply};
 
@@ -23,6 +23,8 @@ pub struct Operation {
     pub answers: Vec<(&'static str, &'static str, Content)>,
     /// Headers an answer carries beyond pulse's own: status, name, description.
     pub headers: Vec<(&'static str, &'static str, &'static str)>,
+    /// A row serving several methods that differ: each one's own operation.
+    pub methods: Vec<(Verb, Operation)>,
 }
 
 /// The body of an answer.
@@ -44,7 +46,24 @@ impl Operation {
             request_body: None,
             answers: Vec::new(),
             headers: Vec::new(),
+            methods: Vec::new(),
         }
+    }
+
+    /// The operation of `verb` on a row that serves several methods, when
+    /// they differ (`GET /notes` lists, `POST /notes` creates). HEAD takes
+    /// GET's. The path parameters stay this operation's.
+    pub fn method(mut self, verb: Verb, operation: Operation) -> Operation {
+        self.methods.push((verb, operation));
+        self
+    }
+
+    pub fn of(&self, verb: Verb) -> &Operation {
+        let verb = if verb == Verb::Head { Verb::Get } else { verb };
+        self.methods
+            .iter()
+            .find(|(documented, _)| *documented == verb)
+            .map_or(self, |(_, operation)| operation)
     }
 
     /// The schema of the path parameter `name` (`{name}` in the row).
@@ -83,11 +102,11 @@ impl Operation {
 
 pub fn document(ctx: &RequestContext) -> Response<Body> {
     // The table is fixed at compile time, and so is the document: built
-    // once, with the fault routes only where they exist.
-    static DOCUMENTS: [OnceLock<Bytes>; 2] = [OnceLock::new(), OnceLock::new()];
-    let faults = ctx.config().fault_injection;
-    let bytes =
-        DOCUMENTS[usize::from(faults)].get_or_init(|| Bytes::from(build(faults).to_string()));
+    // once for each set of optional routes, with each only where it exists.
+    static DOCUMENTS: [OnceLock<Bytes>; 4] = [const { OnceLock::new() }; 4];
+    let enabled = Enabled::of(ctx.config());
+    let slot = usize::from(enabled.faults) + 2 * usize::from(enabled.database);
+    let bytes = DOCUMENTS[slot].get_or_init(|| Bytes::from(build(enabled).to_string()));
     reply(StatusCode::OK, APPLICATION_JSON, Body::from(bytes.clone()))
 }
 
@@ -99,12 +118,12 @@ pub fn document_doc() -> Operation {
     )
 }
 
-/// The document; `with_faults` includes the fault-injection routes.
-pub fn build(with_faults: bool) -> Value {
+/// The document, with the optional routes `enabled` serves.
+pub fn build(enabled: Enabled) -> Value {
     let mut paths = Map::new();
     for &route in Route::ALL {
         let Some(row) = route.row() else { continue };
-        if row.class == Class::Fault && !with_faults {
+        if !enabled.serves(row.class) {
             continue;
         }
         let doc = (row.doc)();
@@ -136,7 +155,7 @@ pub fn build(with_faults: bool) -> Value {
         "info": {
             "title": "pulse",
             "version": BUILD.version,
-            "description": "A minimal, production-grade HTTP service. The routes marked (fault injection) exist only with PULSE_FAULT_INJECTION=true.",
+            "description": "A minimal, production-grade HTTP service. The fault-injection routes exist only with PULSE_FAULT_INJECTION=true, and the /notes routes only with PULSE_DATABASE_URL set.",
         },
         "paths": paths,
         "components": {
@@ -157,8 +176,9 @@ pub fn build(with_faults: bool) -> Value {
     })
 }
 
-fn operation(route: Route, verb: Verb, doc: &Operation) -> Value {
+fn operation(route: Route, verb: Verb, row_doc: &Operation) -> Value {
     let head = verb == Verb::Head;
+    let doc = row_doc.of(verb);
     let mut responses = Map::new();
     for (status, description, content) in &doc.answers {
         let extra = doc.headers.iter().filter(|(of, _, _)| of == status);
@@ -171,7 +191,7 @@ fn operation(route: Route, verb: Verb, doc: &Operation) -> Value {
     // body method reads its body with `body::read_json`, whose refusals
     // every such operation lists, request body documented or not.
     let mut automatic = Vec::new();
-    if !doc.parameters.is_empty() {
+    if !row_doc.parameters.is_empty() {
         automatic.push(("400", "A malformed path parameter"));
     }
     if matches!(verb, Verb::Post | Verb::Put | Verb::Patch) {

@@ -12,14 +12,16 @@ use crate::metrics;
 use crate::response::{Body, json, json_error, reply};
 
 pub fn health(ctx: &RequestContext) -> Response<Body> {
-    json(
-        StatusCode::OK,
-        json!({
-            "status": "healthy",
-            "version": BUILD.version,
-            "uptime_seconds": ctx.shared().uptime().as_secs(),
-        }),
-    )
+    let mut health = json!({
+        "status": "healthy",
+        "version": BUILD.version,
+        "uptime_seconds": ctx.shared().uptime().as_secs(),
+    });
+    let checks = ctx.state().health();
+    if !checks.is_empty() {
+        health["checks"] = checks.into();
+    }
+    json(StatusCode::OK, health)
 }
 
 pub fn health_doc() -> Operation {
@@ -33,6 +35,11 @@ pub fn health_doc() -> Operation {
                 "status": {"const": "healthy"},
                 "version": {"type": "string"},
                 "uptime_seconds": {"type": "integer", "minimum": 0},
+                "checks": {
+                    "description": "Each dependency's state, when pulse has any: `database` is starting, up or down",
+                    "type": "object",
+                    "properties": {"database": {"enum": ["starting", "up", "down"]}},
+                },
             },
             "additionalProperties": false,
         })),
@@ -57,18 +64,23 @@ pub fn readyz(ctx: &RequestContext) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"status": "draining"}),
         )
+    } else if !ctx.state().is_ready() {
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "waiting"}),
+        )
     } else {
         json(StatusCode::OK, json!({"status": "ready"}))
     }
 }
 
 pub fn readyz_doc() -> Operation {
-    Operation::new("Readiness: 503 from the moment shutdown starts")
+    Operation::new("Readiness: 503 from the moment shutdown starts, and while a dependency is not ready")
         .answer("200", "Ready", Content::Json(status_schema(&["ready"])))
         .answer(
             "503",
-            "Draining before shutdown",
-            Content::Json(status_schema(&["draining"])),
+            "Draining before shutdown, or waiting for the database (its first connection and migrations)",
+            Content::Json(status_schema(&["draining", "waiting"])),
         )
 }
 

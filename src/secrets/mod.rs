@@ -33,13 +33,20 @@ pub enum SecretKind {
     /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS`: the same for traces only; wins
     /// over the general one, as the OpenTelemetry spec says.
     OtlpTracesHeaders,
+    /// `PULSE_DATABASE_URL`: the PostgreSQL URL; it may hold a password.
+    DatabaseUrl,
+    /// `PULSE_DATABASE_PASSWORD`: the database password, when it is kept
+    /// apart from the URL (a compose secret, a Kubernetes Secret key).
+    DatabasePassword,
 }
 
 impl SecretKind {
-    pub const ALL: [SecretKind; 3] = [
+    pub const ALL: [SecretKind; 5] = [
         SecretKind::MetricsToken,
         SecretKind::OtlpHeaders,
         SecretKind::OtlpTracesHeaders,
+        SecretKind::DatabaseUrl,
+        SecretKind::DatabasePassword,
     ];
 
     /// The variable, and the `secret` label of its metrics.
@@ -48,6 +55,8 @@ impl SecretKind {
             SecretKind::MetricsToken => "PULSE_METRICS_TOKEN",
             SecretKind::OtlpHeaders => "OTEL_EXPORTER_OTLP_HEADERS",
             SecretKind::OtlpTracesHeaders => "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            SecretKind::DatabaseUrl => "PULSE_DATABASE_URL",
+            SecretKind::DatabasePassword => "PULSE_DATABASE_PASSWORD",
         }
     }
 
@@ -57,6 +66,8 @@ impl SecretKind {
             SecretKind::MetricsToken => "PULSE_METRICS_TOKEN_FILE",
             SecretKind::OtlpHeaders => "OTEL_EXPORTER_OTLP_HEADERS_FILE",
             SecretKind::OtlpTracesHeaders => "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE",
+            SecretKind::DatabaseUrl => "PULSE_DATABASE_URL_FILE",
+            SecretKind::DatabasePassword => "PULSE_DATABASE_PASSWORD_FILE",
         }
     }
 
@@ -65,6 +76,8 @@ impl SecretKind {
         match self {
             SecretKind::MetricsToken => METRICS_TOKEN_ALLOWED,
             SecretKind::OtlpHeaders | SecretKind::OtlpTracesHeaders => OTLP_HEADERS_ALLOWED,
+            SecretKind::DatabaseUrl => DATABASE_URL_ALLOWED,
+            SecretKind::DatabasePassword => DATABASE_PASSWORD_ALLOWED,
         }
     }
 
@@ -74,6 +87,15 @@ impl SecretKind {
             SecretKind::MetricsToken => is_valid_token(value),
             SecretKind::OtlpHeaders | SecretKind::OtlpTracesHeaders => {
                 otlp_headers(value).is_some()
+            }
+            // The URL's parts are checked where it is parsed
+            // (`database::settings`), with the same rule for what is shown.
+            SecretKind::DatabaseUrl => {
+                value.starts_with(b"postgres://") || value.starts_with(b"postgresql://")
+            }
+            SecretKind::DatabasePassword => {
+                (1..=1024).contains(&value.len())
+                    && std::str::from_utf8(value).is_ok_and(|text| !text.contains(char::is_control))
             }
         };
         if valid {
@@ -88,6 +110,9 @@ const METRICS_TOKEN_ALLOWED: &str =
     "16 to 4096 visible ASCII characters, no spaces (e.g. from `openssl rand -hex 32`)";
 const OTLP_HEADERS_ALLOWED: &str =
     "comma-separated key=value pairs, values percent-encoded, e.g. api-key=abc123,x-tenant=blue";
+
+const DATABASE_URL_ALLOWED: &str = "a libpq URI, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require|verify-ca|verify-full&sslrootcert=FILE]";
+const DATABASE_PASSWORD_ALLOWED: &str = "1 to 1024 bytes of UTF-8 text without control characters";
 
 fn is_valid_token(value: &[u8]) -> bool {
     (16..=4096).contains(&value.len()) && value.iter().all(|b| b.is_ascii_graphic())
@@ -146,6 +171,9 @@ pub enum SecretError {
     Twice { kind: SecretKind },
     /// The value (from wherever it came) is not what the setting allows.
     Invalid { kind: SecretKind },
+    /// The value is of the right form, but its parts are not usable; the
+    /// reason never quotes it.
+    Rejected { kind: SecretKind, reason: String },
     /// The file cannot be read.
     Unreadable {
         kind: SecretKind,
@@ -168,6 +196,11 @@ impl fmt::Display for SecretError {
                 "{} is not valid (its value is a secret and not shown): expected {}",
                 kind.name(),
                 kind.allowed()
+            ),
+            SecretError::Rejected { kind, reason } => write!(
+                f,
+                "{} is not valid (its value is a secret and not shown): {reason}",
+                kind.name()
             ),
             SecretError::Unreadable { kind, path, reason } => write!(
                 f,

@@ -32,5 +32,5 @@ async fn a_webhook_body_that_stops_coming_is_refused_with_408() {
     .unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     let _ = stop.send(ShutdownRequest::Interrupt);
-    server.await.unwrap();
+    server.await.unwrap().expect("the alert log stopped cleanly");
 }

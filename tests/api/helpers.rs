@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 pub struct TestApp {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<ShutdownRequest>>,
-    pub server: JoinHandle<()>,
+    pub server: JoinHandle<Result<(), String>>,
 }
 
 impl TestApp {
@@ -54,6 +54,32 @@ pub fn test_config() -> Config {
         fault_injection: true,
         drain_delay: Duration::ZERO,
         ..Config::default()
+    }
+}
+
+/// Database settings for `url`: a pool of 4, the default 2 s timeout.
+pub fn database_settings(url: &str) -> pulse::database::DatabaseSettings {
+    let kind = pulse::secrets::SecretKind::DatabaseUrl;
+    pulse::database::DatabaseSettings {
+        url: pulse::secrets::lookup(kind, |name| (name == kind.name()).then(|| url.to_owned()))
+            .expect("a valid PULSE_DATABASE_URL")
+            .expect("set"),
+        password: None,
+        pool_size: 4,
+        timeout: Duration::from_secs(2),
+        readiness: pulse::database::Readiness::Startup,
+    }
+}
+
+/// Port 1 on loopback refuses at once: a database that is down.
+pub const UNREACHABLE_DATABASE: &str = "postgres://pulse@127.0.0.1:1/pulse?sslmode=disable";
+
+/// [`test_config`] with every optional route served: the `/notes` routes
+/// exist, and answer 503 (their database cannot be reached).
+pub fn every_route_config() -> Config {
+    Config {
+        database: Some(database_settings(UNREACHABLE_DATABASE)),
+        ..test_config()
     }
 }
 

@@ -170,5 +170,6 @@ async fn bursts_of_streams_on_one_connection_are_answered_through_shutdown() {
     tokio::time::timeout(Duration::from_secs(5), app.server)
         .await
         .expect("the server did not stop")
-        .unwrap();
+        .unwrap()
+        .expect("nothing stopped pulse for good");
 }

@@ -34,7 +34,8 @@ async fn terminate_drains_then_finishes_in_flight_requests() {
     tokio::time::timeout(Duration::from_secs(5), app.server)
         .await
         .expect("server stopped")
-        .unwrap();
+        .unwrap()
+        .expect("nothing stopped pulse for good");
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "drain delay skipped"

@@ -1,0 +1,176 @@
+//! The database settings, and the libpq URI they start from.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tokio_postgres::config::{Host, SslMode};
+
+use crate::secrets::SecretSetting;
+
+/// What pulse needs to reach PostgreSQL; None in the config when
+/// `PULSE_DATABASE_URL` is unset, and then the database routes are absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// `PULSE_DATABASE_URL`, read once at startup.
+    pub url: SecretSetting,
+    /// `PULSE_DATABASE_PASSWORD`: wins over the URL's password, and is
+    /// re-read when its file changes, for the next new connection.
+    pub password: Option<SecretSetting>,
+    /// `PULSE_DATABASE_POOL_SIZE`: the most connections one pulse opens.
+    pub pool_size: usize,
+    /// `PULSE_DATABASE_TIMEOUT`: how long a request waits for a connection,
+    /// and then for its query, before it is answered 503.
+    pub timeout: Duration,
+    /// `PULSE_DATABASE_READINESS`: whether `/readyz` follows the database
+    /// after startup.
+    pub readiness: Readiness,
+}
+
+/// When an unreachable database makes pulse unready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Only until the first connection and the migrations succeed. A later
+    /// outage answers 503 on the database routes but keeps pulse in its load
+    /// balancer: every replica failing its probe at once would turn a
+    /// database blip into an outage of everything pulse serves.
+    Startup,
+    /// Whenever the last check failed.
+    Always,
+}
+
+/// How the connection is encrypted: libpq's `sslmode` and `sslrootcert`,
+/// which pulse reads itself (tokio-postgres knows only the first three modes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    Disable,
+    /// TLS if the server offers it, else plain; libpq's default.
+    Prefer,
+    /// TLS, with the server's certificate not checked.
+    Require,
+    /// TLS, with the certificate checked against `sslrootcert`'s CAs.
+    VerifyCa(PathBuf),
+    /// As `VerifyCa`, and the certificate must name the host.
+    VerifyFull(PathBuf),
+}
+
+/// A parsed `PULSE_DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub struct ParsedUrl {
+    pub config: tokio_postgres::Config,
+    pub tls: Tls,
+}
+
+/// Parses a libpq URI. The error says what is wrong without quoting the
+/// URL, which may hold a password.
+pub fn parse_url(url: &[u8]) -> Result<ParsedUrl, String> {
+    let url = std::str::from_utf8(url).map_err(|_| "it is not UTF-8".to_owned())?;
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut sslmode = None;
+    let mut root_cert = None;
+    let mut passed_on = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("sslmode", mode) => sslmode = Some(mode),
+            ("sslrootcert", path) => root_cert = Some(PathBuf::from(path)),
+            _ => passed_on.push(pair),
+        }
+    }
+    let tls = match (sslmode.unwrap_or("prefer"), root_cert) {
+        ("disable", _) => Tls::Disable,
+        ("prefer", _) => Tls::Prefer,
+        ("require", _) => Tls::Require,
+        ("verify-ca", Some(path)) => Tls::VerifyCa(path),
+        ("verify-full", Some(path)) => Tls::VerifyFull(path),
+        ("verify-ca" | "verify-full", None) => {
+            return Err("sslmode=verify-ca and verify-full need sslrootcert=FILE, the CA certificates (PEM) to trust".to_owned());
+        }
+        (other, _) => {
+            return Err(format!(
+                "sslmode={other:?} is unknown: use disable, prefer, require, verify-ca or verify-full"
+            ));
+        }
+    };
+    let rebuilt = if passed_on.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", passed_on.join("&"))
+    };
+    // tokio-postgres's own message can quote the URL: only its kind is kept.
+    let mut config = tokio_postgres::Config::from_str(&rebuilt).map_err(|_| {
+        "it is not a libpq URI that tokio-postgres accepts (check the parameters after ?)"
+            .to_owned()
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err("it names no host".to_owned());
+    }
+    if config
+        .get_hosts()
+        .iter()
+        .any(|host| !matches!(host, Host::Tcp(_)))
+        && matches!(tls, Tls::VerifyFull(_))
+    {
+        return Err("sslmode=verify-full needs a host name, not a Unix socket".to_owned());
+    }
+    if config.get_user().is_none_or(str::is_empty) {
+        return Err("it names no user (postgres://USER@HOST/DATABASE)".to_owned());
+    }
+    if config.get_dbname().is_none() {
+        return Err("it names no database (postgres://USER@HOST/DATABASE)".to_owned());
+    }
+    // pulse chooses TLS itself (see `Tls`); tokio-postgres only asks for it.
+    config.ssl_mode(match tls {
+        Tls::Disable => SslMode::Disable,
+        Tls::Prefer => SslMode::Prefer,
+        _ => SslMode::Require,
+    });
+    if config.get_application_name().is_none() {
+        config.application_name("pulse");
+    }
+    if !matches!(tls, Tls::Disable | Tls::Prefer) {
+        return Err("it asks for TLS (sslmode=require, verify-ca or verify-full), which this build of pulse does not include yet: use sslmode=disable or prefer".to_owned());
+    }
+    Ok(ParsedUrl { config, tls })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_libpq_uri_gives_its_parts_and_tls_mode() {
+        let parsed = parse_url(
+            b"postgres://pulse:pw@db.example:6432/notes?sslmode=disable&connect_timeout=3",
+        ) // pragma: allowlist secret (a test value)
+        .unwrap();
+        assert_eq!(parsed.config.get_user(), Some("pulse"));
+        assert_eq!(parsed.config.get_dbname(), Some("notes"));
+        assert_eq!(parsed.config.get_ports(), &[6432]);
+        assert_eq!(
+            parsed.config.get_connect_timeout(),
+            Some(&Duration::from_secs(3))
+        );
+        assert_eq!(parsed.tls, Tls::Disable);
+        assert_eq!(parsed.config.get_application_name(), Some("pulse"));
+        let default = parse_url(b"postgresql://u@localhost/db").unwrap();
+        assert_eq!(default.tls, Tls::Prefer);
+    }
+
+    #[test]
+    fn a_bad_url_says_what_is_wrong_without_quoting_it() {
+        for (url, expected) in [
+            (
+                &b"postgres://u:hunter2@h/db?sslmode=verify-full"[..],
+                "sslrootcert",
+            ), // pragma: allowlist secret (a test value)
+            (b"postgres://u:hunter2@h/db?sslmode=allow", "unknown"), // pragma: allowlist secret (a test value)
+            (b"postgres://u:hunter2@h/db?bogus=1", "libpq URI"), // pragma: allowlist secret (a test value)
+            (b"postgres://:hunter2@h/db", "no user"), // pragma: allowlist secret (a test value)
+            (b"postgres://u:hunter2@h", "no database"), // pragma: allowlist secret (a test value)
+        ] {
+            let error = parse_url(url).unwrap_err();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
+}
