@@ -227,8 +227,14 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# PostgreSQL 15 for the database tests: Debian's, in a throwaway cluster.
-PG_BIN=/usr/lib/postgresql/15/bin
+# PostgreSQL for the database tests, in a throwaway cluster: the
+# distribution's own (15 on Debian 12, 16 on Ubuntu 24.04).
+pg_bin() {
+  local newest
+  newest="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -n1)"
+  [ -n "$newest" ] || die "no PostgreSQL server under /usr/lib/postgresql"
+  printf '/usr/lib/postgresql/%s/bin\n' "$newest"
+}
 
 # as_postgres COMMAND... runs COMMAND as the user PostgreSQL runs as: the
 # `postgres` user under root (PostgreSQL refuses to run as root), else the
@@ -243,7 +249,8 @@ as_postgres() {
 # libpq URI for PULSE_DATABASE_URL). pg_cluster ARGS... runs pg_ctl on it;
 # stop_postgres stops it and removes it.
 start_postgres() {
-  apt_install postgresql-15
+  apt_install postgresql
+  PG_BIN="$(pg_bin)"
   local dir
   dir="$(mktemp -d)"
   # mktemp's 0700 would keep the postgres user out.
@@ -257,9 +264,8 @@ start_postgres() {
     { cat "$dir/initdb.log" >&2; die "initdb failed"; }
   # Passwords over TCP (scram-sha-256), the way pulse logs in anywhere else.
   printf 'local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n' >"$PG_DIR/pg_hba.conf"
-  pg_cluster start -w -t 30 -l "$dir/postgres.log" \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=off" >/dev/null ||
-    { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+  export PG_BIN PG_DIR PG_PORT
+  pg_start
   as_postgres "$PG_BIN/psql" -q -h "$dir" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 \
     -c "CREATE ROLE pulse LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD'" \
     -c "CREATE DATABASE pulse OWNER pulse" >/dev/null
@@ -268,6 +274,15 @@ start_postgres() {
 }
 
 pg_cluster() { as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR" "$@"; }
+
+# pg_start starts the cluster again after a stop, on its port and socket.
+pg_start() {
+  local dir
+  dir="$(dirname "$PG_DIR")"
+  pg_cluster start -w -t 30 -l "$dir/postgres.log" \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=off" >/dev/null ||
+    { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
+}
 
 stop_postgres() {
   [ -n "${PG_DIR:-}" ] || return 0
