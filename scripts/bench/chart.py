@@ -47,7 +47,8 @@ HTTP1_ONLY_MAX = 1.10  # PULSE_H2C=false, CPU per request to bare_hyper
 SCRAPES_MIN = 10_000  # GET /metrics per second on one core
 IDLE_RSS_MAX_KIB = 2048
 COLD_START_MAX_US = 3000
-BINARY_MAX_BYTES = 5 * 1024 * 1024 // 2
+# 3.5 MiB with the PostgreSQL client compiled in (issue 40's budget).
+BINARY_MAX_BYTES = 7 * 1024 * 1024 // 2
 BENCH_MARKERS = ("<!-- bench table: scripts/bench/chart.py writes from here -->", "<!-- bench table: to here -->")
 
 
