@@ -56,6 +56,9 @@ REQUIRED_PANELS = {
     "uptime": r"^uptime",
     "restarts": r"^restarts",
     "build info": r"^build info",
+    "database reachable": r"^database reachable",
+    "database pool": r"^database pool connections",
+    "database queries": r"^database query p99 by operation",
 }
 
 # Panels that must draw their alert or SLO thresholds.

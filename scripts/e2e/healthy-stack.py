@@ -8,8 +8,9 @@ little normal traffic.
 Usage: scripts/e2e/healthy-stack.py PROMETHEUS_URL PULSE_URL [SECONDS]
 Each query is retried until SECONDS (default 60) have passed: right after
 the first requests a window may hold none yet (0/0 is NaN). pulse exports
-its memory limit only inside a cgroup that has one; where its /metrics has
-none, the limit query must be empty too. Exits 1 at the first failure.
+its memory limit only inside a cgroup that has one, and the database's
+metrics only with PULSE_DATABASE_URL set; where its /metrics has none, those
+queries must be empty too. Exits 1 at the first failure.
 With PULSE_METRICS_TOKEN in the environment, pulse's /metrics is read with
 it as a bearer token.
 """
@@ -44,7 +45,9 @@ def numbers(result):
 def main():
     prometheus, pulse = sys.argv[1].rstrip("/"), sys.argv[2].rstrip("/")
     deadline = time.monotonic() + float(sys.argv[3] if len(sys.argv) > 3 else 60)
-    has_limit = any(line.startswith("pulse_memory_limit_bytes ") for line in get(f"{pulse}/metrics", os.environ.get("PULSE_METRICS_TOKEN")).splitlines())
+    page = get(f"{pulse}/metrics", os.environ.get("PULSE_METRICS_TOKEN")).splitlines()
+    has_limit = any(line.startswith("pulse_memory_limit_bytes ") for line in page)
+    has_database = any(line.startswith("pulse_database_up ") for line in page)
     exprs = [json.loads(line) for line in subprocess.run(
         [os.path.join(ROOT, "scripts/ci/check-grafana.py"), "--exprs"],
         capture_output=True, text=True, check=True).stdout.splitlines()]
@@ -53,6 +56,11 @@ def main():
             if query(prometheus, e["expr"]):
                 sys.exit(f"panel {e['panel']!r}: a memory limit that pulse does not export: {e['expr']}")
             print(f"    {e['panel']}: {e['expr']} (empty, as it must be: pulse exports no memory limit here)")
+            continue
+        if not has_database and "pulse_database_" in e["expr"]:
+            if query(prometheus, e["expr"]):
+                sys.exit(f"panel {e['panel']!r}: database figures from a pulse without a database: {e['expr']}")
+            print(f"    {e['panel']}: {e['expr']} (empty, as it must be: pulse has no database here)")
             continue
         while not numbers(result := query(prometheus, e["expr"])):
             if time.monotonic() > deadline:
