@@ -123,6 +123,51 @@ PY
 kubernetes-validate --strict --quiet -k "$kubernetes_version" "$work/token-core.yaml"
 info "its core objects pass strict schema validation"
 
+step "the database overlay: URL and password reach pulse as a mounted Secret; egress to PostgreSQL"
+# Its files are never committed: render with throwaway ones.
+overlay=deploy/kubernetes/overlays/database
+created=()
+for key in url password; do
+  if [ ! -e "$overlay/$key" ]; then
+    case "$key" in
+      url) echo 'postgres://pulse@postgres.example:5432/pulse?sslmode=disable' >"$overlay/$key" ;;
+      password) random_hex 24 >"$overlay/$key" ;;
+    esac
+    created+=("$overlay/$key")
+  fi
+done
+rendered_ok=0
+kubectl kustomize "$overlay" >"$work/database.yaml" || rendered_ok=$?
+[ "${#created[@]}" -eq 0 ] || rm -f "${created[@]}"
+[ "$rendered_ok" = 0 ] || die "kubectl kustomize $overlay failed"
+python3 - "$work/database.yaml" <<'PY'
+import sys
+import yaml
+
+objects = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
+by_kind = {o["kind"]: o for o in objects}
+secret, deployment, policy = by_kind["Secret"], by_kind["Deployment"], by_kind["NetworkPolicy"]
+name = secret["metadata"]["name"]
+assert name == "pulse-database", f"the generated Secret is {name}: a hash suffix would restart pods on every rotation"
+assert set(secret["data"]) == {"url", "password"}, sorted(secret["data"])
+pod = deployment["spec"]["template"]["spec"]
+volumes = {v["name"] for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == name}
+container = pod["containers"][0]
+mounts = [m for m in container.get("volumeMounts", []) if m["name"] in volumes]
+assert mounts and all(m.get("readOnly") and "subPath" not in m for m in mounts), mounts
+env = {e["name"]: e.get("value") for e in container.get("env", [])}
+for variable, key in [("PULSE_DATABASE_URL_FILE", "url"), ("PULSE_DATABASE_PASSWORD_FILE", "password")]:
+    assert env.get(variable) == f"{mounts[0]['mountPath']}/{key}", f"{variable}={env.get(variable)}"
+assert "PULSE_DATABASE_URL" not in env and "PULSE_DATABASE_PASSWORD" not in env, "a secret in the environment never rotates"
+assert pod["securityContext"].get("fsGroup") == container["securityContext"]["runAsGroup"], "pulse's group cannot read the 0440 files"
+ports = sorted({p["port"] for rule in policy["spec"]["egress"] for p in rule.get("ports", [])})
+assert ports == [53, 5432], f"egress opens {ports}, expected DNS and PostgreSQL only"
+print(f"    Secret {name} (url, password) mounted read-only at {mounts[0]['mountPath']}, no env values;")
+print(f"    egress to ports {ports} only")
+PY
+kubernetes-validate --strict --quiet -k "$kubernetes_version" "$work/database.yaml"
+info "its objects pass strict schema validation"
+
 step "deploy/knative: only fields a default Knative install accepts"
 kubectl kustomize deploy/knative >"$work/knative.yaml"
 python3 scripts/ci/check-knative.py "$work/knative.yaml"
