@@ -31,7 +31,7 @@ use crate::response::{
 use crate::routes::{self, Class, Dispatch, Enabled, Handler, Route, Verb};
 use crate::secrets::{self, rotating::RotatingSecret};
 use crate::service::Service;
-use crate::span_export::{Exporter, FinishedSpan, SpanQueue};
+use crate::span_export::{Exporter, FinishedSpan, RequestSpan, SpanKind, SpanQueue};
 use crate::startup::Startup;
 use crate::state::State;
 use crate::trace_context::{self, SpanContext, TRACEPARENT, TRACESTATE, Traceparent};
@@ -186,6 +186,7 @@ impl App {
                     peer: exchange.remote.as_ref(),
                     request_id: exchange.request_id.as_bytes(),
                     trace: &exchange.trace,
+                    spans: inner.spans.as_ref(),
                 };
                 match row.handler {
                     Handler::Ready(handler) => {
@@ -350,11 +351,13 @@ impl App {
                 tracestate,
                 end: std::time::SystemTime::now(),
                 duration: elapsed,
-                verb,
-                route: route.row().map(|row| row.template),
-                path: truncate(path, LOGGED_PATH_MAX).into(),
-                status: status.as_u16(),
-                version,
+                kind: SpanKind::Request(RequestSpan {
+                    verb,
+                    route: route.row().map(|row| row.template),
+                    path: truncate(path, LOGGED_PATH_MAX).into(),
+                    status: status.as_u16(),
+                    version,
+                }),
             });
         }
         logging::access(&logging::Access {

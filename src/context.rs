@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::logging::Peer;
 use crate::metrics::Metrics;
 use crate::secrets::rotating::RotatingSecret;
+use crate::span_export::{ChildSpans, SpanQueue};
 use crate::startup::Stop;
 use crate::state::State;
 use crate::trace_context::SpanContext;
@@ -115,6 +116,8 @@ pub struct RequestContext<'a> {
     pub(crate) peer: Option<&'a Peer>,
     pub(crate) request_id: &'a [u8],
     pub(crate) trace: &'a SpanContext,
+    /// Where sampled spans go; None while span export is off.
+    pub(crate) spans: Option<&'a SpanQueue>,
 }
 
 impl<'a> RequestContext<'a> {
@@ -182,6 +185,12 @@ impl<'a> RequestContext<'a> {
     /// This request's span: its trace id, span id, parent and sampling.
     pub fn trace(&self) -> &'a SpanContext {
         self.trace
+    }
+
+    /// Records child spans of this request (its database queries); None
+    /// when the request is not sampled or span export is off.
+    pub fn child_spans(&self) -> Option<ChildSpans> {
+        self.spans?.children_of(self.trace)
     }
 
     pub fn shared(&self) -> &'a Shared {

@@ -116,12 +116,29 @@ pub fn parse_resource_attributes(text: &str) -> Option<Vec<(String, String)>> {
     Some(attributes)
 }
 
-/// One finished request, as the exporter needs it.
+/// One finished span, as the exporter needs it.
 pub struct FinishedSpan {
     pub context: SpanContext,
     pub tracestate: Option<HeaderValue>,
     pub end: SystemTime,
     pub duration: Duration,
+    pub kind: SpanKind,
+}
+
+/// What a span stands for.
+pub enum SpanKind {
+    /// A request pulse served: a server span.
+    Request(RequestSpan),
+    /// A database query a request made: a client span, the request's child.
+    /// Never its SQL or parameters: the operation is a fixed word.
+    Database {
+        operation: &'static str,
+        failed: bool,
+    },
+}
+
+/// A server span's HTTP attributes.
+pub struct RequestSpan {
     pub verb: Verb,
     /// The matched route's template; None when no route matched. Written
     /// into the JSON as it is: a template needs no escaping (routes tests).
@@ -129,6 +146,51 @@ pub struct FinishedSpan {
     pub path: Box<str>,
     pub status: u16,
     pub version: Version,
+}
+
+/// Records the child spans of one sampled request (its database queries)
+/// into the same queue. Cheap to clone, and it can outlive the request.
+#[derive(Clone)]
+pub struct ChildSpans {
+    sender: mpsc::Sender<FinishedSpan>,
+    counters: SpanCounters,
+    parent: SpanContext,
+}
+
+impl ChildSpans {
+    /// A query that took `duration` and ended now.
+    pub fn database(&self, operation: &'static str, duration: Duration, failed: bool) {
+        let context = SpanContext {
+            trace_id: self.parent.trace_id,
+            span_id: random_span_id(),
+            parent_span_id: Some(self.parent.span_id),
+            sampled: true,
+        };
+        let span = FinishedSpan {
+            context,
+            tracestate: None,
+            end: SystemTime::now(),
+            duration,
+            kind: SpanKind::Database { operation, failed },
+        };
+        if self.sender.try_send(span).is_err() {
+            self.counters.dropped(SpanDrop::QueueFull).inc();
+        }
+    }
+}
+
+/// A span id for a child span: not from the request's id generator, which
+/// the app owns; unique enough for a trace (64 random bits, never zero).
+fn random_span_id() -> [u8; 8] {
+    use std::hash::BuildHasher;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    loop {
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = std::collections::hash_map::RandomState::new().hash_one(count);
+        if id != 0 {
+            return id.to_be_bytes();
+        }
+    }
 }
 
 /// The request side of export: a bounded queue that never blocks.
@@ -164,6 +226,15 @@ impl SpanQueue {
         if self.sender.try_send(span).is_err() {
             self.counters.dropped(SpanDrop::QueueFull).inc();
         }
+    }
+
+    /// Where the child spans of the request `parent` go, if it is sampled.
+    pub fn children_of(&self, parent: &SpanContext) -> Option<ChildSpans> {
+        parent.sampled.then(|| ChildSpans {
+            sender: self.sender.clone(),
+            counters: self.counters.clone(),
+            parent: *parent,
+        })
     }
 
     /// Starts the background exporter. Call once, inside the runtime; a
@@ -656,14 +727,8 @@ macro_rules! span_attribute {
     }};
 }
 
-/// A server span with the HTTP semantic conventions' attributes.
+/// One span: its ids and times, then what its kind adds.
 fn span_json(out: &mut Vec<u8>, span: &FinishedSpan) {
-    // OpenTelemetry names an unknown method `_OTHER`.
-    let method = match span.verb {
-        Verb::Other => "_OTHER",
-        verb => verb.label(),
-    };
-    let route = span.route;
     let end = unix_nanos(span.end);
     let start = end.saturating_sub(u64::try_from(span.duration.as_nanos()).unwrap_or(u64::MAX));
 
@@ -681,6 +746,49 @@ fn span_json(out: &mut Vec<u8>, span: &FinishedSpan) {
         out.extend_from_slice(b",\"traceState\":");
         json_string(out, state);
     }
+    match &span.kind {
+        SpanKind::Request(request) => request_json(out, request, start, end),
+        SpanKind::Database { operation, failed } => {
+            database_json(out, operation, *failed, start, end)
+        }
+    }
+}
+
+/// `"startTimeUnixNano":...,"endTimeUnixNano":...,"attributes":[`
+fn times_json(out: &mut Vec<u8>, start: u64, end: u64) {
+    out.extend_from_slice(b",\"startTimeUnixNano\":\"");
+    out.extend_from_slice(crate::logging::decimal(start, &mut [0; 20]));
+    out.extend_from_slice(b"\",\"endTimeUnixNano\":\"");
+    out.extend_from_slice(crate::logging::decimal(end, &mut [0; 20]));
+    out.extend_from_slice(b"\",\"attributes\":[");
+}
+
+/// A client span with the database semantic conventions' attributes: the
+/// system and the operation, never the query text or its parameters.
+fn database_json(out: &mut Vec<u8>, operation: &str, failed: bool, start: u64, end: u64) {
+    // kind 3 is SPAN_KIND_CLIENT.
+    out.extend_from_slice(b",\"name\":\"");
+    out.extend_from_slice(operation.as_bytes());
+    out.extend_from_slice(b"\",\"kind\":3");
+    times_json(out, start, end);
+    span_attribute!(out, "db.system.name", plain: "postgresql");
+    out.push(b',');
+    span_attribute!(out, "db.operation.name", plain: operation);
+    out.extend_from_slice(if failed {
+        b"],\"status\":{\"code\":2}}".as_slice()
+    } else {
+        b"],\"status\":{}}".as_slice()
+    });
+}
+
+/// A server span with the HTTP semantic conventions' attributes.
+fn request_json(out: &mut Vec<u8>, span: &RequestSpan, start: u64, end: u64) {
+    // OpenTelemetry names an unknown method `_OTHER`.
+    let method = match span.verb {
+        Verb::Other => "_OTHER",
+        verb => verb.label(),
+    };
+    let route = span.route;
     // The span name: method and route template, the method alone without a
     // route, `HTTP` for an unknown method without one.
     out.extend_from_slice(b",\"name\":\"");
@@ -694,11 +802,8 @@ fn span_json(out: &mut Vec<u8>, span: &FinishedSpan) {
         None => out.extend_from_slice(method.as_bytes()),
     }
     // kind 2 is SPAN_KIND_SERVER.
-    out.extend_from_slice(b"\",\"kind\":2,\"startTimeUnixNano\":\"");
-    out.extend_from_slice(crate::logging::decimal(start, &mut [0; 20]));
-    out.extend_from_slice(b"\",\"endTimeUnixNano\":\"");
-    out.extend_from_slice(crate::logging::decimal(end, &mut [0; 20]));
-    out.extend_from_slice(b"\",\"attributes\":[");
+    out.extend_from_slice(b"\",\"kind\":2");
+    times_json(out, start, end);
     span_attribute!(out, "http.request.method", plain: method);
     out.push(b',');
     span_attribute!(out, "url.path", escaped: &span.path);

@@ -22,6 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::secrets::rotating::RotatingSecret;
+use crate::span_export::ChildSpans;
 pub use metrics::DatabaseMetrics;
 pub use migrations::{Applied, MigrationError};
 pub use settings::{DatabaseSettings, Readiness};
@@ -215,19 +216,21 @@ impl Database {
             }
             loop {
                 tokio::time::sleep(CHECK_INTERVAL).await;
-                let _ = database.query("check", "SELECT 1", &[]).await;
+                let _ = database.query(None, "check", "SELECT 1", &[]).await;
             }
         });
     }
 
-    /// Rows of a parameterised query, within the timeout.
+    /// Rows of a parameterised query, within the timeout. `spans` records
+    /// it as a child span of the request (`ctx.child_spans()`).
     pub async fn query(
         &self,
+        spans: Option<&ChildSpans>,
         operation: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, QueryError> {
-        self.timed(operation, async {
+        self.timed(spans, operation, async {
             let client = self.inner.pool.get().await.map_err(pool_error)?;
             let statement = client.prepare_cached(sql).await.map_err(query_error)?;
             client.query(&statement, params).await.map_err(query_error)
@@ -238,11 +241,12 @@ impl Database {
     /// Rows affected by a parameterised statement, within the timeout.
     pub async fn execute(
         &self,
+        spans: Option<&ChildSpans>,
         operation: &'static str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, QueryError> {
-        self.timed(operation, async {
+        self.timed(spans, operation, async {
             let client = self.inner.pool.get().await.map_err(pool_error)?;
             let statement = client.prepare_cached(sql).await.map_err(query_error)?;
             client
@@ -258,6 +262,7 @@ impl Database {
     /// metrics label, never the SQL or its parameters.
     async fn timed<T>(
         &self,
+        spans: Option<&ChildSpans>,
         operation: &'static str,
         query: impl Future<Output = Result<T, QueryError>>,
     ) -> Result<T, QueryError> {
@@ -269,9 +274,13 @@ impl Database {
         let outcome = tokio::time::timeout(self.inner.timeout, query)
             .await
             .unwrap_or(Err(QueryError::Unavailable));
+        let elapsed = started.elapsed();
         self.inner
             .metrics
-            .observe(operation, started.elapsed(), outcome.as_ref().err());
+            .observe(operation, elapsed, outcome.as_ref().err());
+        if let Some(spans) = spans {
+            spans.database(operation, elapsed, outcome.is_err());
+        }
         match &outcome {
             Ok(_) => self.set_status(Status::Up),
             Err(QueryError::Unavailable) => self.set_status(Status::Down),

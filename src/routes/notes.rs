@@ -21,6 +21,7 @@ use super::openapi::{Content, Operation};
 use crate::body;
 use crate::database::{Database, QueryError};
 use crate::response::{Body, Pending, RequestBody, json, json_error, reply};
+use crate::span_export::ChildSpans;
 
 /// The most characters (Unicode scalar values) a note holds; the table's
 /// CHECK says the same.
@@ -42,11 +43,12 @@ pub fn collection(ctx: &RequestContext, request_body: RequestBody) -> Pending {
     let Some(database) = ctx.state().database.clone() else {
         return Box::pin(async { unavailable() });
     };
+    let spans = ctx.child_spans();
     if *ctx.method() == Method::POST {
         let document = body::read_json(ctx, request_body, MAX_NOTE_BODY);
         return Box::pin(async move {
             match document.await {
-                Ok(document) => create(&database, &document).await,
+                Ok(document) => create(&database, spans.as_ref(), &document).await,
                 Err(error) => error.response(),
             }
         });
@@ -54,7 +56,7 @@ pub fn collection(ctx: &RequestContext, request_body: RequestBody) -> Pending {
     let page = page(ctx.query_value("limit"), ctx.query_value("after"));
     Box::pin(async move {
         match page {
-            Ok((limit, after)) => list(&database, limit, after).await,
+            Ok((limit, after)) => list(&database, spans.as_ref(), limit, after).await,
             Err(reason) => json_error(StatusCode::BAD_REQUEST, reason),
         }
     })
@@ -68,26 +70,31 @@ pub fn item(ctx: &RequestContext, _: RequestBody) -> Pending {
     let id = ctx.param("id").map_or(Err(ID_ALLOWED), parse_id);
     let delete = *ctx.method() == Method::DELETE;
     let if_none_match = ctx.header(header::IF_NONE_MATCH).map(str::to_owned);
+    let spans = ctx.child_spans();
     Box::pin(async move {
         let id = match id {
             Ok(id) => id,
             Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
         };
         if delete {
-            remove(&database, id).await
+            remove(&database, spans.as_ref(), id).await
         } else {
-            read(&database, id, if_none_match.as_deref()).await
+            read(&database, spans.as_ref(), id, if_none_match.as_deref()).await
         }
     })
 }
 
-async fn create(database: &Database, document: &Value) -> Response<Body> {
+async fn create(
+    database: &Database,
+    spans: Option<&ChildSpans>,
+    document: &Value,
+) -> Response<Body> {
     let text = match note_text(document) {
         Ok(text) => text,
         Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
     };
     let sql = format!("INSERT INTO notes (text) VALUES ($1) RETURNING {COLUMNS}");
-    match database.query("insert_note", &sql, &[&text]).await {
+    match database.query(spans, "insert_note", &sql, &[&text]).await {
         Ok(rows) if rows.len() == 1 => {
             let note = note_json(&rows[0]);
             let mut answer = json(StatusCode::CREATED, note.clone());
@@ -101,11 +108,16 @@ async fn create(database: &Database, document: &Value) -> Response<Body> {
     }
 }
 
-async fn list(database: &Database, limit: i64, after: i64) -> Response<Body> {
+async fn list(
+    database: &Database,
+    spans: Option<&ChildSpans>,
+    limit: i64,
+    after: i64,
+) -> Response<Body> {
     // One more than the page: whether there is a next page, without a count.
     let sql = format!("SELECT {COLUMNS} FROM notes WHERE id > $1 ORDER BY id LIMIT $2");
     let rows = match database
-        .query("list_notes", &sql, &[&after, &(limit + 1)])
+        .query(spans, "list_notes", &sql, &[&after, &(limit + 1)])
         .await
     {
         Ok(rows) => rows,
@@ -126,9 +138,14 @@ async fn list(database: &Database, limit: i64, after: i64) -> Response<Body> {
     answer
 }
 
-async fn read(database: &Database, id: i64, if_none_match: Option<&str>) -> Response<Body> {
+async fn read(
+    database: &Database,
+    spans: Option<&ChildSpans>,
+    id: i64,
+    if_none_match: Option<&str>,
+) -> Response<Body> {
     let sql = format!("SELECT {COLUMNS} FROM notes WHERE id = $1");
-    let rows = match database.query("select_note", &sql, &[&id]).await {
+    let rows = match database.query(spans, "select_note", &sql, &[&id]).await {
         Ok(rows) => rows,
         Err(error) => return failed(error),
     };
@@ -154,9 +171,14 @@ async fn read(database: &Database, id: i64, if_none_match: Option<&str>) -> Resp
     answer
 }
 
-async fn remove(database: &Database, id: i64) -> Response<Body> {
+async fn remove(database: &Database, spans: Option<&ChildSpans>, id: i64) -> Response<Body> {
     match database
-        .execute("delete_note", "DELETE FROM notes WHERE id = $1", &[&id])
+        .execute(
+            spans,
+            "delete_note",
+            "DELETE FROM notes WHERE id = $1",
+            &[&id],
+        )
         .await
     {
         Ok(0) => json_error(StatusCode::NOT_FOUND, "no note has this id"),

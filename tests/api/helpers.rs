@@ -389,3 +389,40 @@ pub fn readme_section(heading: &str) -> &'static str {
         .and_then(|rest| rest.split("\n## ").next())
         .unwrap_or_else(|| panic!("the README has no ## {heading} section"))
 }
+
+/// A collector that answers 200 to every POST and keeps each raw request.
+pub fn fake_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&received);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut raw = Vec::new();
+            let mut buffer = [0; 16 * 1024];
+            // One request per connection (the answer closes it): read the
+            // head, then as many bytes as its content-length says.
+            while let Ok(n) = stream.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length: usize = text[..head_end]
+                        .lines()
+                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    if raw.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            kept.lock().unwrap().push(String::from_utf8_lossy(&raw).into_owned());
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (endpoint, received)
+}

@@ -422,3 +422,70 @@ async fn while_the_database_cannot_be_reached_pulse_is_alive_unready_and_answers
     assert!(note["delete"]["responses"]["204"].is_object());
     assert!(note["get"]["responses"]["304"]["headers"]["ETag"].is_object());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
+async fn each_query_is_a_child_span_without_its_parameters() {
+    const TEXT: &str = "a parameter that must not leave pulse 4f1c";
+    let url = fresh_database().await;
+    let (endpoint, collected) = fake_collector();
+    let mut pulse = Binary::spawn(
+        "query-spans",
+        &[
+            ("PULSE_DATABASE_URL", url.as_str()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let addr = pulse.wait_until_listening();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(addr, "/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let created = post_json(addr, "/notes", &serde_json::json!({ "text": TEXT }).to_string()).await;
+    assert_eq!(created.status(), 201);
+    let traceparent = created.header("traceparent").unwrap().to_owned();
+    let request_span = traceparent.split('-').nth(2).unwrap().to_owned();
+    let trace_id = traceparent.split('-').nth(1).unwrap().to_owned();
+    let spans = loop {
+        let bodies = collected.lock().unwrap().join("\n");
+        let spans: Vec<serde_json::Value> = bodies
+            .split("\r\n\r\n")
+            .filter_map(|part| serde_json::from_str::<serde_json::Value>(part.lines().next()?).ok())
+            .flat_map(|export| {
+                export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|span| span["traceId"] == trace_id.as_str())
+            .collect();
+        if spans.len() >= 2 || Instant::now() > deadline {
+            break spans;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let query = spans
+        .iter()
+        .find(|span| span["kind"] == 3)
+        .unwrap_or_else(|| panic!("no client span in {spans:?}"));
+    assert_eq!(query["name"], "insert_note");
+    assert_eq!(query["parentSpanId"], request_span.as_str());
+    let attributes: Vec<(String, String)> = query["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["key"].as_str().unwrap().to_owned(), a["value"]["stringValue"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        attributes,
+        [
+            ("db.system.name".to_owned(), "postgresql".to_owned()),
+            ("db.operation.name".to_owned(), "insert_note".to_owned()),
+        ]
+    );
+    let everything = collected.lock().unwrap().join("\n");
+    assert!(!everything.contains("4f1c"), "a query parameter reached the collector");
+    assert!(!everything.contains("INSERT"), "the SQL reached the collector");
+}

@@ -1,15 +1,13 @@
 //! Secret settings: the metrics token, its rotation from a file, the OTLP
 //! export headers, and that no secret value leaks anywhere pulse writes.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pulse::secrets::{self, Redacted, SecretKind, SecretSetting, SecretSource};
 
-use crate::helpers::{Binary, get, request, send, spawn_app, temp_dir, test_config};
+use crate::helpers::{Binary, fake_collector, get, request, send, spawn_app, temp_dir, test_config};
 
 const TOKEN: &str = "metrics-token-3f2a9c77d1";
 const ROTATED: &str = "metrics-token-b81e04aa6c";
@@ -115,43 +113,6 @@ async fn a_rotated_token_file_takes_over_and_the_old_one_lasts_the_grace_period(
         );
         assert!(page.contains("pulse_secret_last_reload_timestamp_seconds{secret=\"PULSE_METRICS_TOKEN\"}"));
     }
-}
-
-/// A collector that answers 200 to every POST and keeps each raw request.
-fn fake_collector() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let kept = Arc::clone(&received);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut raw = Vec::new();
-            let mut buffer = [0; 16 * 1024];
-            // One request per connection (the answer closes it): read the
-            // head, then as many bytes as its content-length says.
-            while let Ok(n) = stream.read(&mut buffer) {
-                if n == 0 {
-                    break;
-                }
-                raw.extend_from_slice(&buffer[..n]);
-                let text = String::from_utf8_lossy(&raw).into_owned();
-                if let Some(head_end) = text.find("\r\n\r\n") {
-                    let length: usize = text[..head_end]
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
-                        .unwrap_or(0);
-                    if raw.len() >= head_end + 4 + length {
-                        break;
-                    }
-                }
-            }
-            kept.lock().unwrap().push(String::from_utf8_lossy(&raw).into_owned());
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (endpoint, received)
 }
 
 fn write_atomically(path: &Path, value: &str) {
