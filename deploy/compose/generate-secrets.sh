@@ -11,6 +11,9 @@
 #                           65534 (Prometheus runs as nobody:nogroup), 0440
 #   grafana_admin_password  Grafana's GF_SECURITY_ADMIN_PASSWORD__FILE: owner
 #                           472 (grafana), 0400
+#   postgres_password       PostgreSQL's POSTGRES_PASSWORD_FILE (read on its
+#                           first start) and pulse's PULSE_DATABASE_PASSWORD_FILE:
+#                           owner 65532 (pulse), group 999 (postgres), 0440
 #
 # To bring your own (decrypted with sops, rendered by an agent): use
 # deploy/compose/secrets-from-files.yaml instead of this volume. To rotate
@@ -35,3 +38,4 @@ new() {
 }
 new metrics_token 65532:65534 0440
 new grafana_admin_password 472:472 0400
+new postgres_password 65532:999 0440

@@ -8,12 +8,13 @@ Usage: scripts/ci/check-image-pins.py   (scripts/ci/lint-repo.sh runs it)
   (repository:tag@sha256:<64 hex>), and the tag names a Rust version.
 - Every image compose.yaml names by default has a version tag, never
   `latest` (pulse's own localhost image aside).
-- HAProxy in deploy/compose/replicas.yaml is pinned by tag and by digest.
+- HAProxy in deploy/compose/replicas.yaml, and PostgreSQL in compose.yaml,
+  are pinned by tag and by digest.
 - Dependabot watches these files (the docker and docker-compose ecosystems
   at / and /deploy/compose), so the pins move.
 - The stand-ins: the Rust stand-in is tagged with the builder's name without
   its digest, scripts/e2e/compose.sh standin replaces exactly the
-  monitoring images compose.yaml reads from variables, and
+  PostgreSQL and monitoring images compose.yaml reads from variables, and
   scripts/e2e/rollout.sh standin those and HAProxy's.
 """
 import os
@@ -68,6 +69,12 @@ if not lb:
     fail("deploy/compose/replicas.yaml: the lb image is not ${HAPROXY_IMAGE:-docker.io/library/haproxy:VERSION-VARIANT@sha256:DIGEST}")
 print(f"ok    HAProxy {lb.group(2).split('@')[0]}, digest {lb.group(2).split(':')[-1][:12]}...")
 
+postgres = re.fullmatch(r"\$\{(POSTGRES_IMAGE):-(docker\.io/library/postgres:\d+\.\d+-[a-z]+@sha256:[0-9a-f]{64})\}",
+                        compose["services"]["postgres"].get("image", ""))
+if not postgres:
+    fail("compose.yaml: the postgres image is not ${POSTGRES_IMAGE:-docker.io/library/postgres:VERSION-VARIANT@sha256:DIGEST}")
+print(f"ok    PostgreSQL {postgres.group(2).split('@')[0]}, digest {postgres.group(2).split(':')[-1][:12]}...")
+
 dependabot = yaml.safe_load(read(".github/dependabot.yml"))
 watched = {(u["package-ecosystem"], u.get("directory")) for u in dependabot["updates"]}
 for ecosystem, directory in (("docker", "/"), ("docker-compose", "/"), ("docker-compose", "/deploy/compose")):
@@ -77,9 +84,9 @@ print("ok    Dependabot watches the Containerfile (docker), compose.yaml and dep
 
 compose_sh = read("scripts/e2e/compose.sh")
 replaced = set(re.findall(r"export (\w+_IMAGE)=localhost/standin/", compose_sh))
-expected = {v for v, image in variables.items() if re.search(r"/(prometheus|alertmanager):", image)}
+expected = {v for v, image in variables.items() if re.search(r"/(postgres|prometheus|alertmanager):", image)}
 if replaced != expected:
-    fail(f"scripts/e2e/compose.sh standin replaces {sorted(replaced)}, but compose.yaml reads the monitoring images from {sorted(expected)}")
+    fail(f"scripts/e2e/compose.sh standin replaces {sorted(replaced)}, but compose.yaml reads PostgreSQL's and the monitoring images from {sorted(expected)}")
 replaced_in_rollout = set(re.findall(r"export (\w+_IMAGE)=localhost/standin/", read("scripts/e2e/rollout.sh")))
 if replaced_in_rollout != expected | {"HAPROXY_IMAGE"}:
     fail(f"scripts/e2e/rollout.sh standin replaces {sorted(replaced_in_rollout)}, expected {sorted(expected | {'HAPROXY_IMAGE'})}")

@@ -32,7 +32,7 @@ export PULSE_REVISION
 # As `podman compose up` runs by default: fault injection off. The error
 # panels still have a value (pulse creates its 500 series at 0).
 export PULSE_FAULT_INJECTION=false
-services=(secrets pulse alert-log prometheus alertmanager)
+services=(secrets postgres pulse alert-log prometheus alertmanager)
 compose_files=(-f compose.yaml)
 case "$mode" in
   upstream)
@@ -41,9 +41,10 @@ case "$mode" in
     info "mode upstream: the pinned images of compose.yaml, Grafana and the tracing profile's Jaeger included"
     ;;
   standin)
-    info "mode standin: local stand-ins for Prometheus, Alertmanager and the Rust builder; no Grafana"
+    info "mode standin: local stand-ins for PostgreSQL, Prometheus, Alertmanager and the Rust builder; no Grafana"
     skip "compose with the upstream images, Grafana and Jaeger" "no registry here; scripts/e2e/compose.sh upstream runs them in GitHub Actions"
-    scripts/sandbox/build-standins.sh prometheus alertmanager rust
+    scripts/sandbox/build-standins.sh postgres prometheus alertmanager rust
+    export POSTGRES_IMAGE=localhost/standin/postgres:debian
     export PROMETHEUS_IMAGE=localhost/standin/prometheus:debian
     export ALERTMANAGER_IMAGE=localhost/standin/alertmanager:debian
     # The builder's digest is upstream's; the stand-in has only its tag.
@@ -111,7 +112,8 @@ prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
 alertmanager_url="http://127.0.0.1:$ALERTMANAGER_PORT"
 
 step "waiting for health through the published ports"
-wait_http "$pulse_url/readyz" 30 || die "pulse is not ready at $pulse_url"
+# Ready once PostgreSQL has initialised and pulse has migrated.
+wait_http "$pulse_url/readyz" 90 || die "pulse is not ready at $pulse_url"
 info "pulse        $pulse_url"
 wait_http "$prometheus_url/-/ready" 60 || die "prometheus is not ready at $prometheus_url"
 info "prometheus   $prometheus_url"
@@ -135,6 +137,16 @@ info "401 without it, 200 with the 64-character token from the secrets volume; t
 
 step "scripts/smoke.sh against the container"
 scripts/smoke.sh "$pulse_url" 10
+
+step "/notes: written and read back through PostgreSQL (the postgres service, the generated password)"
+note="$(curl -s -D "$compose_log" -H 'Content-Type: application/json' -d '{"text":"compose e2e"}' "$pulse_url/notes")"
+location="$(awk 'tolower($1) == "location:" { print $2 }' "$compose_log" | tr -d '\r')"
+[[ "$location" == /notes/* ]] || die "POST /notes: no Location; answered $note"
+[ "$(curl -s "$pulse_url$location" | python3 -c 'import json, sys; print(json.load(sys.stdin)["text"])')" = "compose e2e" ] ||
+  die "GET $location did not return the note"
+health="$(curl -s "$pulse_url/health")"
+grep -q '"database":"up"' <<<"$health" || die "/health does not report the database up: $health"
+info "POST /notes 201 $location, read back; /health says the database is up"
 
 step "Prometheus scrapes pulse: up{job=\"pulse\"} == 1"
 wait_pulse_scraped "$prometheus_url" 60 ||
@@ -229,18 +241,19 @@ else
     SOPS_AGE_KEY_FILE=deploy/secrets/demo-age-key.txt \
       sops -d --extract "[\"$name\"]" deploy/secrets/pulse.sops.yaml >"$byo_dir/$name"
   done
+  random_hex 32 >"$byo_dir/postgres_password"
   chmod 0444 "$byo_dir"/*
   # Ports of its own: the first stack still holds its ports.
   PULSE_PORT="$(free_port)" PROMETHEUS_PORT="$(free_port)" ALERTMANAGER_PORT="$(free_port)"
   # Bounded: podman-compose waits without end for a dependency that failed to start.
   timeout 180 podman-compose -p "$byo_project" "${compose_files[@]}" -f deploy/compose/secrets-from-files.yaml \
-    up -d --no-build secrets pulse prometheus alertmanager alert-log >"$compose_log" 2>&1 || {
+    up -d --no-build secrets postgres pulse prometheus alertmanager alert-log >"$compose_log" 2>&1 || {
     cat "$compose_log"
     die "podman-compose up with deploy/compose/secrets-from-files.yaml failed"
   }
   byo_pulse="http://127.0.0.1:$PULSE_PORT"
   byo_prometheus="http://127.0.0.1:$PROMETHEUS_PORT"
-  wait_http "$byo_pulse/readyz" 30 || die "pulse is not ready with the secrets from files"
+  wait_http "$byo_pulse/readyz" 90 || die "pulse is not ready with the secrets from files"
   token="$(cat "$byo_dir/metrics_token")"
   [ "$(curl -s -o /dev/null -w '%{http_code}' "$byo_pulse/metrics")" = 401 ] || die "/metrics answered without the token"
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$byo_pulse/metrics")" = 200 ] ||

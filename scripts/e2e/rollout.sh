@@ -34,12 +34,13 @@ export PULSE_REPLICAS=3 PULSE_IMAGE="$base_image" PULSE_FAULT_INJECTION=false
 case "$mode" in
   upstream) info "mode upstream: the pinned HAProxy, Prometheus and Alertmanager images" ;;
   standin)
-    info "mode standin: local stand-ins for HAProxy, Prometheus and Alertmanager"
+    info "mode standin: local stand-ins for HAProxy, PostgreSQL, Prometheus and Alertmanager"
     skip "the rollout with the upstream HAProxy, Prometheus and Alertmanager images" \
       "no registry here; scripts/e2e/rollout.sh upstream runs them in GitHub Actions"
     skip "the rollout on a real Kubernetes (kind)" \
       "no Kubernetes control plane here; the kind job of .github/workflows/ci.yml runs it"
-    scripts/sandbox/build-standins.sh prometheus alertmanager haproxy
+    scripts/sandbox/build-standins.sh postgres prometheus alertmanager haproxy
+    export POSTGRES_IMAGE=localhost/standin/postgres:debian
     export PROMETHEUS_IMAGE=localhost/standin/prometheus:debian
     export ALERTMANAGER_IMAGE=localhost/standin/alertmanager:debian
     export HAPROXY_IMAGE=localhost/standin/haproxy:debian
@@ -58,7 +59,7 @@ export PULSE_PORT PROMETHEUS_PORT ALERTMANAGER_PORT HAPROXY_STATS_PORT
 lb_url="http://127.0.0.1:$PULSE_PORT"
 stats_url="http://127.0.0.1:$HAPROXY_STATS_PORT"
 prometheus_url="http://127.0.0.1:$PROMETHEUS_PORT"
-services=(secrets pulse lb alert-log prometheus alertmanager)
+services=(secrets postgres pulse lb alert-log prometheus alertmanager)
 work="$(mktemp -d)"
 
 cleanup() {
@@ -211,6 +212,17 @@ wait_prom 'count(ALERTS{alertname!="Watchdog"})' none 90
 PULSE_METRICS_TOKEN="$(podman exec "$(podman ps --filter "label=io.podman.compose.project=$COMPOSE_PROJECT_NAME" \
   --filter "label=com.docker.compose.service=prometheus" --format '{{.Names}}')" sh -c 'read -r token </run/secrets/metrics_token; echo "$token"')" \
   python3 scripts/e2e/healthy-stack.py "$prometheus_url" "$lb_url" 120 || die "the stack does not look healthy with 3 replicas"
+
+step "/notes through HAProxy: a note written through one replica is read through every one"
+note_headers="$work/note-headers"
+curl -s -D "$note_headers" -o /dev/null -H 'Content-Type: application/json' -d '{"text":"through the load balancer"}' "$lb_url/notes"
+location="$(awk 'tolower($1) == "location:" { print $2 }' "$note_headers" | tr -d '\r')"
+[[ "$location" == /notes/* ]] || die "POST /notes through HAProxy: no Location ($(head -n1 "$note_headers"))"
+for attempt in 1 2 3 4 5 6; do
+  text="$(curl -s "$lb_url$location" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("text"))')"
+  [ "$text" = "through the load balancer" ] || die "GET $location through HAProxy, attempt $attempt: '$text'"
+done
+info "POST /notes 201 $location; read back 6 times through HAProxy's round robin"
 
 step "negative control: no drain delay, and HAProxy checks only that the port is open"
 mkdir -p "$work/haproxy-no-drain"

@@ -3,10 +3,10 @@
 # container registry (this repo's CI sandbox). A fork whose machines can pull
 # images can delete this script and scripts/sandbox/standins/.
 #
-# Usage: scripts/sandbox/build-standins.sh [prometheus] [alertmanager] [haproxy] [rust]
+# Usage: scripts/sandbox/build-standins.sh [prometheus] [alertmanager] [haproxy] [postgres] [rust]
 #        (default: prometheus alertmanager)
 #
-# prometheus, alertmanager, haproxy: Debian's binaries in scratch, tagged
+# prometheus, alertmanager, haproxy, postgres: Debian's binaries in scratch, tagged
 #   localhost/standin/NAME:debian (clearly not the upstream images). The
 #   binaries link glibc only, so each image is the binary, libc.so.6, the
 #   dynamic loader and a static busybox (sh and wget, as upstream).
@@ -40,12 +40,40 @@ rootfs() {
   chmod 1777 "$dir/rootfs/tmp"
 }
 
+# postgres_rootfs DIR: what the server binary alone lacks: the tools the
+# entrypoint and the healthcheck run and their libraries, the share files
+# initdb reads, time zones, the user it runs as, and its socket directory.
+postgres_rootfs() {
+  local dir="$1" bin=/usr/lib/postgresql/15/bin tool library
+  mkdir -p "$dir/rootfs$bin" "$dir/rootfs/usr/share/postgresql" "$dir/rootfs/usr/share/zoneinfo" \
+    "$dir/rootfs/var/run/postgresql"
+  for tool in postgres initdb pg_ctl pg_isready psql; do
+    cp "$bin/$tool" "$dir/rootfs$bin/$tool"
+    for library in $(ldd "$bin/$tool" | grep -o '/[^ ]*'); do
+      mkdir -p "$dir/rootfs$(dirname "$library")"
+      cp -L "$library" "$dir/rootfs$library"
+    done
+  done
+  # Debian's server finds its libraries and extensions here; not the LLVM
+  # JIT (libLLVM alone is 100 MB), which it does without.
+  cp -r /usr/lib/postgresql/15/lib "$dir/rootfs/usr/lib/postgresql/15/"
+  rm -rf "$dir/rootfs/usr/lib/postgresql/15/lib/llvmjit"* "$dir/rootfs/usr/lib/postgresql/15/lib/bitcode"
+  cp -r /usr/share/postgresql/15 "$dir/rootfs/usr/share/postgresql/"
+  cp -r /usr/share/zoneinfo/UTC /usr/share/zoneinfo/Etc "$dir/rootfs/usr/share/zoneinfo/"
+  printf 'root:x:0:0::/:/bin/sh\npostgres:x:999:999::/var/lib/postgresql:/bin/sh\n' >"$dir/rootfs/etc/passwd"
+  printf 'root:x:0:\npostgres:x:999:\n' >"$dir/rootfs/etc/group"
+  cp "$REPO_ROOT/scripts/sandbox/standins/postgres-entrypoint.sh" "$dir/rootfs/bin/docker-entrypoint.sh"
+  chmod 755 "$dir/rootfs/bin/docker-entrypoint.sh"
+  chmod 3777 "$dir/rootfs/var/run/postgresql"
+}
+
 debian_standin() {
   local name="$1" package binary
   case "$name" in
     prometheus) package=prometheus binary=/usr/bin/prometheus ;;
     alertmanager) package=prometheus-alertmanager binary=/usr/bin/prometheus-alertmanager ;;
     haproxy) package=haproxy binary=/usr/sbin/haproxy ;;
+    postgres) package=postgresql-15 binary=/usr/lib/postgresql/15/bin/postgres ;;
   esac
   apt_install podman busybox-static "$package"
   step "building localhost/standin/$name:debian"
@@ -58,6 +86,7 @@ debian_standin() {
       cp -r /usr/share/prometheus/alertmanager "$work/$name/rootfs/usr/share/prometheus/"
       ;;
     haproxy) mkdir -p "$work/$name/rootfs/usr/local/etc/haproxy" ;;
+    postgres) postgres_rootfs "$work/$name" ;;
   esac
   cp "$REPO_ROOT/scripts/sandbox/standins/$name.Containerfile" "$work/$name/Containerfile"
   podman build --quiet --format docker -t "localhost/standin/$name:debian" "$work/$name" >/dev/null
@@ -103,8 +132,8 @@ rust_standin() {
 
 for name in "${names[@]}"; do
   case "$name" in
-    prometheus | alertmanager | haproxy) debian_standin "$name" ;;
+    prometheus | alertmanager | haproxy | postgres) debian_standin "$name" ;;
     rust) rust_standin ;;
-    *) die "unknown stand-in '$name': use prometheus, alertmanager, haproxy or rust" ;;
+    *) die "unknown stand-in '$name': use prometheus, alertmanager, haproxy, postgres or rust" ;;
   esac
 done
