@@ -93,7 +93,10 @@ async fn answer(pool: &Pool, request: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-async fn create(pool: &Pool, request: Request<Incoming>) -> Result<(StatusCode, String), StatusCode> {
+async fn create(
+    pool: &Pool,
+    request: Request<Incoming>,
+) -> Result<(StatusCode, String), StatusCode> {
     let body = request
         .into_body()
         .collect()
@@ -103,7 +106,10 @@ async fn create(pool: &Pool, request: Request<Incoming>) -> Result<(StatusCode, 
     let document: serde_json::Value =
         serde_json::from_slice(&body).map_err(|_| StatusCode::BAD_REQUEST)?;
     let text = document["text"].as_str().ok_or(StatusCode::BAD_REQUEST)?;
-    let client = pool.get().await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     let sql = format!("INSERT INTO notes (text) VALUES ($1) RETURNING {COLUMNS}");
     let statement = client
         .prepare_cached(&sql)
@@ -117,7 +123,10 @@ async fn create(pool: &Pool, request: Request<Incoming>) -> Result<(StatusCode, 
 }
 
 async fn read(pool: &Pool, id: i64) -> Result<(StatusCode, String), StatusCode> {
-    let client = pool.get().await.map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     let sql = format!("SELECT {COLUMNS} FROM notes WHERE id = $1");
     let statement = client
         .prepare_cached(&sql)

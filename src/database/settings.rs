@@ -140,6 +140,7 @@ mod tests {
     #[test]
     fn a_libpq_uri_gives_its_parts_and_tls_mode() {
         let parsed = parse_url(
+            // pragma: allowlist nextline secret (a test value)
             b"postgres://pulse:pw@db.example:6432/notes?sslmode=disable&connect_timeout=3",
         ) // pragma: allowlist secret (a test value)
         .unwrap();
@@ -160,6 +161,7 @@ mod tests {
     fn a_bad_url_says_what_is_wrong_without_quoting_it() {
         for (url, expected) in [
             (
+                // pragma: allowlist nextline secret (a test value)
                 &b"postgres://u:hunter2@h/db?sslmode=verify-full"[..],
                 "sslrootcert",
             ), // pragma: allowlist secret (a test value)

@@ -56,6 +56,7 @@ impl SecretKind {
             SecretKind::OtlpHeaders => "OTEL_EXPORTER_OTLP_HEADERS",
             SecretKind::OtlpTracesHeaders => "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
             SecretKind::DatabaseUrl => "PULSE_DATABASE_URL",
+            // pragma: allowlist nextline secret (a variable name, not a value)
             SecretKind::DatabasePassword => "PULSE_DATABASE_PASSWORD",
         }
     }
@@ -67,6 +68,7 @@ impl SecretKind {
             SecretKind::OtlpHeaders => "OTEL_EXPORTER_OTLP_HEADERS_FILE",
             SecretKind::OtlpTracesHeaders => "OTEL_EXPORTER_OTLP_TRACES_HEADERS_FILE",
             SecretKind::DatabaseUrl => "PULSE_DATABASE_URL_FILE",
+            // pragma: allowlist nextline secret (a variable name, not a value)
             SecretKind::DatabasePassword => "PULSE_DATABASE_PASSWORD_FILE",
         }
     }

@@ -346,6 +346,7 @@ async fn a_rotated_password_file_is_used_for_new_connections() {
     // A role of its own, so the test's own password stays as it is.
     let role = format!("rotating_{:08x}", rand_u64() as u32);
     admin
+        // pragma: allowlist nextline secret (a throwaway role's test password)
         .batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'first-password-0001'; GRANT ALL ON SCHEMA public TO {role}; GRANT {role} TO CURRENT_USER"))
         .await
         .unwrap();
