@@ -2,9 +2,10 @@
 # Lints a live pulse's /metrics with `promtool check metrics`: zero findings.
 #
 # Usage: scripts/ci/check-metrics.sh [PULSE_BINARY]
-# It starts pulse (fault injection on, and a metrics token from a file, so
-# every kind of series exists, the secret reloads' included), sends traffic
-# that creates each label combination, then lints the scrape.
+# It starts pulse (fault injection on, a metrics token from a file and a
+# throwaway PostgreSQL, so every kind of series exists, the secret reloads'
+# and the database's included), sends traffic that creates each label
+# combination, then lints the scrape.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
@@ -12,13 +13,15 @@ source "$(dirname "$0")/../lib.sh"
 command -v promtool >/dev/null || apt_install prometheus
 binary="${1:-$(static_binary "$MUSL_TARGET")}"
 work="$(mktemp -d)"
-trap 'stop_pulse || true; rm -rf "$work"' EXIT
+trap 'stop_pulse || true; stop_postgres; rm -rf "$work"' EXIT
 
-step "starting pulse ($binary) with fault injection on and a metrics token"
+step "starting pulse ($binary) with fault injection on, a metrics token and PostgreSQL"
+start_postgres
 token="$(random_hex 16)"
 printf '%s\n' "$token" >"$work/metrics-token"
 start_pulse "$binary" "$work/pulse.log" PULSE_FAULT_INJECTION=true PULSE_DRAIN_DELAY=0 \
-  PULSE_METRICS_TOKEN_FILE="$work/metrics-token"
+  PULSE_METRICS_TOKEN_FILE="$work/metrics-token" PULSE_DATABASE_URL="$PG_URL"
+wait_http "$PULSE_URL/readyz" 30 || die "pulse never migrated its database"
 info "pulse is at $PULSE_URL"
 
 step "sending traffic that creates every kind of series"
@@ -28,6 +31,8 @@ done
 curl -s -o /dev/null -X POST "$PULSE_URL/"
 curl -s -o /dev/null -X BREW "$PULSE_URL/"
 curl -s -o /dev/null --http2-prior-knowledge "$PULSE_URL/"
+curl -s -o /dev/null -H 'Content-Type: application/json' -d '{"text": "a note"}' "$PULSE_URL/notes"
+curl -s -o /dev/null "$PULSE_URL/notes/1"
 
 step "promtool check metrics"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$PULSE_URL/metrics")" = 401 ] ||
@@ -37,7 +42,8 @@ info "$(grep -vc '^#' "$work/metrics.txt") samples scraped"
 for name in http_requests_total http_request_duration_seconds_bucket http_requests_in_flight \
   pulse_build_info process_cpu_seconds_total process_resident_memory_bytes \
   process_open_fds process_start_time_seconds pulse_secret_reloads_total \
-  pulse_secret_last_reload_timestamp_seconds; do
+  pulse_secret_last_reload_timestamp_seconds pulse_database_up pulse_database_pool_connections \
+  pulse_database_query_duration_seconds_bucket; do
   grep -q "^$name" "$work/metrics.txt" || die "/metrics has no $name"
 done
 findings="$(promtool check metrics <"$work/metrics.txt" 2>&1)" || {
