@@ -16,8 +16,10 @@
 //!   one request in-process. `alert_log` is the other service,
 //!   `pulse alert-log`. Both implement `service::Service`.
 //! - `routes`: the route table, one row per route, and its handlers.
-//! - `state`: the fork's own app state, built once at startup.
-//! - the leaves: `context` (what a handler sees), `response` (answer
+//! - `state`: the app state, built once at startup from a `startup::Startup`
+//!   (pulse's own is the database of `/notes`).
+//! - the leaves: `database` (PostgreSQL: the pool, the migrations, their
+//!   metrics), `startup`, `context` (what a handler sees), `response` (answer
 //!   helpers), `body` (reading a JSON body), `config` and `dotenv`,
 //!   `metrics`, `process_metrics` and `exposition`, `logging`,
 //!   `trace_context`, `span_export`, `request_id`, `verb`, `hex`,
