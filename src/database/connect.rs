@@ -1,4 +1,4 @@
-//! Opening one connection: the password in force, and TLS as the URL asks.
+//! Opening one connection, with the password in force.
 
 use std::sync::Arc;
 
@@ -13,15 +13,22 @@ use crate::secrets::rotating::{Reload, RotatingSecret};
 type Connected = (Client, tokio::task::JoinHandle<()>);
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Opens the pool's connections.
+/// Opens the pool's connections, in plain TCP: this build has no TLS
+/// client yet, and `settings::parse_url` refuses the modes that need one.
 pub struct Connector {
     /// `PULSE_DATABASE_PASSWORD`, read afresh for each new connection.
     password: Option<Arc<RotatingSecret>>,
 }
 
 impl Connector {
-    pub fn new(_tls: Tls, password: Option<Arc<RotatingSecret>>) -> Result<Connector, String> {
-        Ok(Connector { password })
+    pub fn new(tls: Tls, password: Option<Arc<RotatingSecret>>) -> Result<Connector, String> {
+        match tls {
+            // `prefer` falls back to plain when TLS cannot be had, as libpq's does.
+            Tls::Disable | Tls::Prefer => Ok(Connector { password }),
+            _ => {
+                Err("PULSE_DATABASE_URL asks for TLS, which this build does not include".to_owned())
+            }
+        }
     }
 
     async fn connect_once(&self, mut config: Config) -> Result<Connected, Error> {
