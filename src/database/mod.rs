@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::Row;
+use deadpool_postgres::{
+    Client, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 
 use crate::secrets::rotating::RotatingSecret;
 use crate::span_export::ChildSpans;
@@ -231,8 +233,7 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, QueryError> {
         self.timed(spans, operation, async {
-            let client = self.inner.pool.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+            let (client, statement) = self.prepared(sql).await?;
             client.query(&statement, params).await.map_err(query_error)
         })
         .await
@@ -247,14 +248,21 @@ impl Database {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, QueryError> {
         self.timed(spans, operation, async {
-            let client = self.inner.pool.get().await.map_err(pool_error)?;
-            let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+            let (client, statement) = self.prepared(sql).await?;
             client
                 .execute(&statement, params)
                 .await
                 .map_err(query_error)
         })
         .await
+    }
+
+    /// A connection from the pool, and `sql` prepared on it (once per
+    /// connection: the pool keeps each connection's statements).
+    async fn prepared(&self, sql: &str) -> Result<(Client, Statement), QueryError> {
+        let client = self.inner.pool.get().await.map_err(pool_error)?;
+        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
+        Ok((client, statement))
     }
 
     /// Bounds a query by the timeout, times it, and keeps the status.
