@@ -27,8 +27,17 @@ mod support;
 const POOL_SIZE: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-const COLUMNS: &str =
-    "id, text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+/// pulse's two queries (src/routes/notes.rs), word for word.
+macro_rules! columns {
+    () => {
+        "id, text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    };
+}
+const INSERT_NOTE: &str = concat!(
+    "INSERT INTO notes (text) VALUES ($1) RETURNING ",
+    columns!()
+);
+const SELECT_NOTE: &str = concat!("SELECT ", columns!(), " FROM notes WHERE id = $1");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("PULSE_DATABASE_URL").map_err(|_| "set PULSE_DATABASE_URL")?;
@@ -110,9 +119,8 @@ async fn create(
         .get()
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let sql = format!("INSERT INTO notes (text) VALUES ($1) RETURNING {COLUMNS}");
     let statement = client
-        .prepare_cached(&sql)
+        .prepare_cached(INSERT_NOTE)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     let row = client
@@ -127,9 +135,8 @@ async fn read(pool: &Pool, id: i64) -> Result<(StatusCode, String), StatusCode> 
         .get()
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
-    let sql = format!("SELECT {COLUMNS} FROM notes WHERE id = $1");
     let statement = client
-        .prepare_cached(&sql)
+        .prepare_cached(SELECT_NOTE)
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)?;
     let row = client

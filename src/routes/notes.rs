@@ -34,9 +34,24 @@ const MAX_NOTE_BODY: usize = 8 * 1024;
 const PAGE_DEFAULT: i64 = 20;
 const PAGE_MAX: i64 = 100;
 
-/// A note as JSON: its creation time formatted by PostgreSQL, in UTC.
-const COLUMNS: &str =
-    "id, text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+/// A note's columns: its creation time formatted by PostgreSQL, in UTC.
+/// A macro, so that each query below is one string built when compiling.
+macro_rules! columns {
+    () => {
+        "id, text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+    };
+}
+const INSERT_NOTE: &str = concat!(
+    "INSERT INTO notes (text) VALUES ($1) RETURNING ",
+    columns!()
+);
+// One more than the page: whether there is a next page, without a count.
+const LIST_NOTES: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM notes WHERE id > $1 ORDER BY id LIMIT $2"
+);
+const SELECT_NOTE: &str = concat!("SELECT ", columns!(), " FROM notes WHERE id = $1");
 
 /// `/notes`: GET lists, POST creates.
 pub fn collection(ctx: &RequestContext, request_body: RequestBody) -> Pending {
@@ -93,8 +108,10 @@ async fn create(
         Ok(text) => text,
         Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
     };
-    let sql = format!("INSERT INTO notes (text) VALUES ($1) RETURNING {COLUMNS}");
-    match database.query(spans, "insert_note", &sql, &[&text]).await {
+    match database
+        .query(spans, "insert_note", INSERT_NOTE, &[&text])
+        .await
+    {
         Ok(rows) if rows.len() == 1 => {
             let note = note_json(&rows[0]);
             let mut answer = json(StatusCode::CREATED, note.clone());
@@ -114,10 +131,8 @@ async fn list(
     limit: i64,
     after: i64,
 ) -> Response<Body> {
-    // One more than the page: whether there is a next page, without a count.
-    let sql = format!("SELECT {COLUMNS} FROM notes WHERE id > $1 ORDER BY id LIMIT $2");
     let rows = match database
-        .query(spans, "list_notes", &sql, &[&after, &(limit + 1)])
+        .query(spans, "list_notes", LIST_NOTES, &[&after, &(limit + 1)])
         .await
     {
         Ok(rows) => rows,
@@ -144,8 +159,10 @@ async fn read(
     id: i64,
     if_none_match: Option<&str>,
 ) -> Response<Body> {
-    let sql = format!("SELECT {COLUMNS} FROM notes WHERE id = $1");
-    let rows = match database.query(spans, "select_note", &sql, &[&id]).await {
+    let rows = match database
+        .query(spans, "select_note", SELECT_NOTE, &[&id])
+        .await
+    {
         Ok(rows) => rows,
         Err(error) => return failed(error),
     };
