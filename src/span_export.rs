@@ -23,6 +23,7 @@ use crate::build_info::BUILD;
 use crate::hex::{self, write_hex};
 use crate::lock;
 use crate::metrics::{SpanCounters, SpanDrop};
+use crate::request_id::IdGenerator;
 use crate::secrets::rotating::RotatingSecret;
 use crate::secrets::{self, SecretSetting};
 use crate::trace_context::SpanContext;
@@ -154,20 +155,15 @@ pub struct RequestSpan {
 pub struct ChildSpans {
     sender: mpsc::Sender<FinishedSpan>,
     counters: SpanCounters,
+    ids: Arc<IdGenerator>,
     parent: SpanContext,
 }
 
 impl ChildSpans {
     /// A query that took `duration` and ended now.
     pub fn database(&self, operation: &'static str, duration: Duration, failed: bool) {
-        let context = SpanContext {
-            trace_id: self.parent.trace_id,
-            span_id: random_span_id(),
-            parent_span_id: Some(self.parent.span_id),
-            sampled: true,
-        };
         let span = FinishedSpan {
-            context,
+            context: self.parent.child(&self.ids),
             tracestate: None,
             end: SystemTime::now(),
             duration,
@@ -175,20 +171,6 @@ impl ChildSpans {
         };
         if self.sender.try_send(span).is_err() {
             self.counters.dropped(SpanDrop::QueueFull).inc();
-        }
-    }
-}
-
-/// A span id for a child span: not from the request's id generator, which
-/// the app owns; unique enough for a trace (64 random bits, never zero).
-fn random_span_id() -> [u8; 8] {
-    use std::hash::BuildHasher;
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    loop {
-        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = std::collections::hash_map::RandomState::new().hash_one(count);
-        if id != 0 {
-            return id.to_be_bytes();
         }
     }
 }
@@ -202,6 +184,8 @@ pub struct SpanQueue {
     counters: SpanCounters,
     /// The export headers in force, re-read when their file changes.
     headers: Option<Arc<RotatingSecret>>,
+    /// Span ids for the child spans of requests ([`ChildSpans`]).
+    child_ids: Arc<IdGenerator>,
 }
 
 impl SpanQueue {
@@ -218,6 +202,7 @@ impl SpanQueue {
             settings,
             counters,
             headers,
+            child_ids: Arc::default(),
         }
     }
 
@@ -233,6 +218,7 @@ impl SpanQueue {
         parent.sampled.then(|| ChildSpans {
             sender: self.sender.clone(),
             counters: self.counters.clone(),
+            ids: Arc::clone(&self.child_ids),
             parent: *parent,
         })
     }

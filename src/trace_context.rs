@@ -189,6 +189,17 @@ impl SpanContext {
         }
     }
 
+    /// A new span of this trace whose parent is this one (a database query
+    /// of this request), sampled as this one is.
+    pub fn child(&self, ids: &IdGenerator) -> SpanContext {
+        SpanContext {
+            trace_id: self.trace_id,
+            span_id: nonzero(|| ids.random_u64()).to_be_bytes(),
+            parent_span_id: Some(self.span_id),
+            sampled: self.sampled,
+        }
+    }
+
     /// `00-<trace id>-<span id>-<flags>`: the `traceparent` pulse answers with.
     pub fn traceparent(&self) -> HeaderValue {
         Traceparent::of(self).header()
