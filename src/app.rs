@@ -61,9 +61,9 @@ struct Inner {
 /// The 5xx series the error SLI reads exist from the start, at 0, for every
 /// route and method that counts in it (not probes and scrapes, and fault
 /// routes only when they exist): see [`Metrics::create_series`].
-fn create_error_series(metrics: &Metrics, config: &Config) {
+fn create_error_series(metrics: &Metrics, enabled: Enabled) {
     for row in Route::ALL.iter().filter_map(|route| route.row()) {
-        let counted = row.class != Class::Probe && Enabled::of(config).serves(row.class);
+        let counted = row.class != Class::Probe && enabled.serves(row.class);
         if counted {
             for verb in row.methods.iter().filter(|&verb| verb != Verb::Head) {
                 metrics.create_series(verb, row.route as usize, StatusCode::INTERNAL_SERVER_ERROR);
@@ -75,8 +75,9 @@ fn create_error_series(metrics: &Metrics, config: &Config) {
 impl App {
     /// Builds the app, and the fork's [`State`] with it, from `config`.
     pub fn new(config: Config) -> App {
+        let enabled = Enabled::of(&config);
         let mut metrics = Metrics::new(&BUILD, Route::LABELS);
-        create_error_series(&metrics, &config);
+        create_error_series(&metrics, enabled);
         let mut startup = Startup::new(&config, &mut metrics);
         let metrics_token = config
             .metrics_token
@@ -89,7 +90,6 @@ impl App {
             .map(|setting| startup.rotating_secret(setting));
         let state = State::new(&mut startup);
         let secrets = startup.into_secrets();
-        let enabled = Enabled::of(&config);
         let spans = config.span_export.clone().map(|settings| {
             SpanQueue::new(settings, metrics.spans().clone(), export_headers.clone())
         });
