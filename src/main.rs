@@ -55,7 +55,11 @@ fn migrate_command() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let Some(settings) = config.database.clone() else {
+    // The database as the server builds it, password file included;
+    // nothing watches the file here.
+    let mut metrics = pulse::metrics::Metrics::new(&pulse::build_info::BUILD, &[]);
+    let state = pulse::state::State::new(&mut pulse::startup::Startup::new(&config, &mut metrics));
+    let Some(database) = state.database else {
         eprintln!(
             "pulse migrate: PULSE_DATABASE_URL (or PULSE_DATABASE_URL_FILE) is not set: nothing to migrate"
         );
@@ -68,25 +72,8 @@ fn migrate_command() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // The password as the server reads it; nothing watches it here.
-    let password = settings.password.as_ref().map(|setting| {
-        let metrics = pulse::metrics::Metrics::new(&pulse::build_info::BUILD, &[]);
-        std::sync::Arc::new(pulse::secrets::rotating::RotatingSecret::new(
-            setting,
-            config.secret_grace,
-            metrics.secret_reloads().clone(),
-        ))
-    });
-    let metrics = pulse::database::DatabaseMetrics::new();
     runtime.block_on(async {
-        let outcome = match pulse::database::Database::new(&settings, password, metrics) {
-            Ok(database) => database
-                .migrate(Some(MIGRATE_PATIENCE))
-                .await
-                .map_err(|error| error.to_string()),
-            Err(reason) => Err(reason),
-        };
-        match outcome {
+        match database.migrate(Some(MIGRATE_PATIENCE)).await {
             Ok(applied) if applied.versions.is_empty() => {
                 println!(
                     "pulse migrate: schema up to date at version {}",
@@ -101,8 +88,8 @@ fn migrate_command() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(reason) => {
-                eprintln!("pulse migrate: {reason}");
+            Err(error) => {
+                eprintln!("pulse migrate: {error}");
                 ExitCode::FAILURE
             }
         }
