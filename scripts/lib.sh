@@ -291,6 +291,26 @@ stop_postgres() {
   PG_DIR=""
 }
 
+# post_note URL TEXT posts {"text": TEXT} to URL/notes and prints the new
+# note's path, from the answer's Location; dies without one.
+post_note() {
+  local headers location
+  headers="$(mktemp)"
+  curl -s -D "$headers" -o /dev/null -H 'Content-Type: application/json' \
+    -d "$(python3 -c 'import json, sys; print(json.dumps({"text": sys.argv[1]}))' "$2")" "$1/notes"
+  location="$(awk 'tolower($1) == "location:" { print $2 }' "$headers" | tr -d '\r')"
+  local status
+  status="$(head -n1 "$headers")"
+  rm -f "$headers"
+  [[ "$location" == /notes/* ]] || die "POST $1/notes: no Location ($status)"
+  printf '%s\n' "$location"
+}
+
+# note_text URL PATH prints the text of the note that GET URL PATH answers.
+note_text() {
+  curl -s "$1$2" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("text"))'
+}
+
 # wait_http URL SECONDS waits until URL answers 200.
 wait_http() {
   local url="$1" deadline=$((SECONDS + $2))

@@ -139,11 +139,8 @@ step "scripts/smoke.sh against the container"
 scripts/smoke.sh "$pulse_url" 10
 
 step "/notes: written and read back through PostgreSQL (the postgres service, the generated password)"
-note="$(curl -s -D "$compose_log" -H 'Content-Type: application/json' -d '{"text":"compose e2e"}' "$pulse_url/notes")"
-location="$(awk 'tolower($1) == "location:" { print $2 }' "$compose_log" | tr -d '\r')"
-[[ "$location" == /notes/* ]] || die "POST /notes: no Location; answered $note"
-[ "$(curl -s "$pulse_url$location" | python3 -c 'import json, sys; print(json.load(sys.stdin)["text"])')" = "compose e2e" ] ||
-  die "GET $location did not return the note"
+location="$(post_note "$pulse_url" "compose e2e")"
+[ "$(note_text "$pulse_url" "$location")" = "compose e2e" ] || die "GET $location did not return the note"
 health="$(curl -s "$pulse_url/health")"
 grep -q '"database":"up"' <<<"$health" || die "/health does not report the database up: $health"
 info "POST /notes 201 $location, read back; /health says the database is up"

@@ -214,12 +214,9 @@ PULSE_METRICS_TOKEN="$(podman exec "$(podman ps --filter "label=io.podman.compos
   python3 scripts/e2e/healthy-stack.py "$prometheus_url" "$lb_url" 120 || die "the stack does not look healthy with 3 replicas"
 
 step "/notes through HAProxy: a note written through one replica is read through every one"
-note_headers="$work/note-headers"
-curl -s -D "$note_headers" -o /dev/null -H 'Content-Type: application/json' -d '{"text":"through the load balancer"}' "$lb_url/notes"
-location="$(awk 'tolower($1) == "location:" { print $2 }' "$note_headers" | tr -d '\r')"
-[[ "$location" == /notes/* ]] || die "POST /notes through HAProxy: no Location ($(head -n1 "$note_headers"))"
+location="$(post_note "$lb_url" "through the load balancer")"
 for attempt in 1 2 3 4 5 6; do
-  text="$(curl -s "$lb_url$location" | python3 -c 'import json, sys; print(json.load(sys.stdin).get("text"))')"
+  text="$(note_text "$lb_url" "$location")"
   [ "$text" = "through the load balancer" ] || die "GET $location through HAProxy, attempt $attempt: '$text'"
 done
 info "POST /notes 201 $location; read back 6 times through HAProxy's round robin"
