@@ -27,9 +27,12 @@ use crate::span_export::ChildSpans;
 /// CHECK says the same.
 pub const MAX_NOTE_CHARS: usize = 1000;
 
-/// SECURITY: the largest `POST /notes` body read; more is a 413. Room for
-/// 1000 characters each escaped as `\uXXXX`, and then some.
-const MAX_NOTE_BODY: usize = 8 * 1024;
+/// SECURITY: the largest `POST /notes` body read; more is a 413. The
+/// longest valid body is 1000 characters outside the Basic Multilingual
+/// Plane, each escaped as a surrogate pair `\uD83D\uDE00` (12 bytes):
+/// about 12 KB, so every note the schema allows fits, with room for
+/// whitespace.
+const MAX_NOTE_BODY: usize = 16 * 1024;
 
 const PAGE_DEFAULT: i64 = 20;
 const PAGE_MAX: i64 = 100;

@@ -224,6 +224,23 @@ async fn bad_ids_pages_and_bodies_are_refused_with_the_reason() {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
+async fn the_longest_note_in_its_longest_spelling_is_stored() {
+    // 1000 characters outside the Basic Multilingual Plane, each escaped as
+    // a surrogate pair: a body of 12,011 bytes that the schema allows.
+    let (app, _) = ready_app().await;
+    let escaped = "\\uD83D\\uDE00".repeat(1000);
+    let body = format!(r#"{{"text": "{escaped}"}}"#);
+    assert!(body.len() > 12_000, "{}", body.len());
+    let answer = post_json(app.addr, "/notes", &body).await;
+    assert_eq!(answer.status(), 201, "{}", answer.body);
+    assert_eq!(answer.json()["text"], "\u{1F600}".repeat(1000));
+    // The cap still holds past that: 16 KiB of padding is refused unread.
+    let padded = format!(r#"{{"text": "a"{}}}"#, " ".repeat(16 * 1024));
+    assert_eq!(post_json(app.addr, "/notes", &padded).await.status(), 413);
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
 async fn text_shaped_like_sql_is_stored_verbatim() {
     let (app, url) = ready_app().await;
     let texts = [
