@@ -123,6 +123,8 @@ cargo_tool() {
 static_binary() {
   local target="${1:-$MUSL_TARGET}"
   rust_target "$target" >&2
+  # ring (rustls) cross-compiles its C for aarch64 with clang (.cargo/config.toml).
+  if [[ "$target" == aarch64-* ]] && ! command -v clang >/dev/null; then apt_install clang >&2; fi
   (cd "$REPO_ROOT" && cargo build --locked --release --target "$target" >&2)
   printf '%s\n' "$REPO_ROOT/target/$target/release/pulse"
 }
@@ -274,6 +276,51 @@ start_postgres() {
 }
 
 pg_cluster() { as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR" "$@"; }
+
+# enable_postgres_tls turns TLS on in the cluster start_postgres made. A CA
+# of its own signs the server's certificate, for the name `localhost` only
+# (so verify-full against 127.0.0.1 must fail), and a role `pulse_tls`,
+# owning a database `pulse_tls`, may log in over TLS only. Sets PG_TLS_URL
+# (postgres://pulse_tls:PASSWORD@127.0.0.1:PORT/pulse_tls, no sslmode),
+# PG_TLS_CA (that CA, PEM) and PG_OTHER_CA (a CA that signed nothing here).
+enable_postgres_tls() {
+  command -v openssl >/dev/null || apt_install openssl
+  local tls password
+  tls="$(dirname "$PG_DIR")/tls"
+  mkdir -p "$tls"
+  info "TLS: a test CA, a server certificate for localhost, a role pulse_tls that may log in over TLS only"
+  # P-256 keys: quick to make, and what managed databases commonly use.
+  local key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${key[@]}" -days 2 -subj "/CN=pulse test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -x509 "${key[@]}" -days 2 -subj "/CN=another test CA" \
+    -keyout "$tls/other-ca.key" -out "$tls/other-ca.pem" 2>/dev/null
+  openssl req "${key[@]}" -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints=CA:FALSE' 'keyUsage=critical,digitalSignature' \
+    'extendedKeyUsage=serverAuth' 'subjectAltName=DNS:localhost' >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -set_serial "0x$(random_hex 8)" -days 2 -extfile "$tls/server.ext" -out "$tls/server.pem" 2>/dev/null
+  # PostgreSQL refuses a key that others may read.
+  chmod 600 "$tls/server.key"
+  [ "$(id -u)" -ne 0 ] || chown postgres "$tls/server.key"
+  printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$tls/server.pem" "$tls/server.key" \
+    >>"$PG_DIR/postgresql.conf"
+  # The first line that matches decides: pulse_tls over TLS, never without.
+  printf '%s\n' 'local all all trust' \
+    'hostssl all pulse_tls 127.0.0.1/32 scram-sha-256' \
+    'hostnossl all pulse_tls 127.0.0.1/32 reject' \
+    'host all all 127.0.0.1/32 scram-sha-256' >"$PG_DIR/pg_hba.conf"
+  pg_cluster stop -m fast >/dev/null
+  pg_start
+  password="$(random_hex 16)"
+  as_postgres "$PG_BIN/psql" -q -h "$(dirname "$PG_DIR")" -p "$PG_PORT" -U postgres -v ON_ERROR_STOP=1 \
+    -c "CREATE ROLE pulse_tls LOGIN PASSWORD '$password'" \
+    -c "CREATE DATABASE pulse_tls OWNER pulse_tls" >/dev/null
+  PG_TLS_URL="postgres://pulse_tls:$password@127.0.0.1:$PG_PORT/pulse_tls"
+  PG_TLS_CA="$tls/ca.pem"
+  PG_OTHER_CA="$tls/other-ca.pem"
+  export PG_TLS_URL PG_TLS_CA PG_OTHER_CA
+}
 
 # pg_start starts the cluster again after a stop, on its port and socket.
 pg_start() {

@@ -167,7 +167,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_DATABASE_URL",
         default: "",
-        meaning: "postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]; serves /notes from it (a secret)",
+        meaning: "postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...&sslrootcert=CA.pem]; serves /notes from it (a secret); sslmode=verify-full for a managed database",
     },
     Setting {
         name: "PULSE_DATABASE_PASSWORD",
@@ -568,14 +568,14 @@ fn database_settings(
     let Some(url) = secret(SecretKind::DatabaseUrl)? else {
         return Ok(None);
     };
-    crate::database::settings::parse_url(&url.value.0).map_err(|reason| {
+    let connection = crate::database::settings::parse_url(&url.value.0).map_err(|reason| {
         ConfigError::Secret(SecretError::Rejected {
             kind: SecretKind::DatabaseUrl,
             reason,
         })
     })?;
     Ok(Some(DatabaseSettings {
-        url,
+        connection,
         password,
         pool_size,
         timeout,
@@ -589,7 +589,7 @@ fn span_export_settings(
     get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
     headers: Option<SecretSetting>,
 ) -> Result<Option<ExportSettings>, ConfigError> {
-    const URL: &str = "an http:// URL such as http://localhost:4318 (pulse has no TLS client: send to a collector on the same host or network)";
+    const URL: &str = "an http:// URL such as http://localhost:4318 (span export has no TLS: send to a collector on the same host or network)";
     let endpoint = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         Some((n, v)) => Some(OtlpEndpoint::parse(&v, "").ok_or_else(|| invalid(n, v, URL))?),
         None => None,

@@ -17,7 +17,9 @@ case "$arch" in
   arm64) target=aarch64-unknown-linux-musl ;;
   *) die "unknown architecture '$arch': use amd64 or arm64" ;;
 esac
-max_bytes=4000000
+# The binary's fence (static.sh, 4.25 MiB) plus the image's few KB of
+# metadata; issue 40's goal was 4 MB, before TLS to PostgreSQL.
+max_bytes=4500000
 
 command -v podman >/dev/null || apt_install podman runc
 if [ -n "${PULSE_BINARY:-}" ]; then
@@ -40,4 +42,4 @@ podman build --quiet --format docker --platform "linux/$arch" \
   -t "$tag" . >/dev/null
 size="$(podman image inspect --format '{{.Size}}' "$tag")"
 info "$tag: $size bytes (limit $max_bytes)"
-[ "$size" -le "$max_bytes" ] || die "the image is over 4 MB"
+[ "$size" -le "$max_bytes" ] || die "the image is over 4.5 MB"

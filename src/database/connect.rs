@@ -4,45 +4,57 @@ use std::sync::Arc;
 
 use deadpool_postgres::Connect;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::NoTls;
-use tokio_postgres::{Client, Config, Error};
+use tokio_postgres::tls::{MakeTlsConnect, NoTls, TlsConnect};
+use tokio_postgres::{Client, Config, Error, Socket};
 
 use super::settings::Tls;
+use super::tls::MakeRustls;
 use crate::secrets::rotating::{Reload, RotatingSecret};
 
 type Connected = (Client, tokio::task::JoinHandle<()>);
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Opens the pool's connections, in plain TCP: this build has no TLS
-/// client yet, and `settings::parse_url` refuses the modes that need one.
+/// Opens the pool's connections, in TLS as `sslmode` says.
 pub struct Connector {
+    /// None for `sslmode=disable`. With `prefer`, tokio-postgres falls back
+    /// to plain TCP when the server offers no TLS, as libpq does.
+    tls: Option<MakeRustls>,
     /// `PULSE_DATABASE_PASSWORD`, read afresh for each new connection.
     password: Option<Arc<RotatingSecret>>,
 }
 
 impl Connector {
-    pub fn new(tls: Tls, password: Option<Arc<RotatingSecret>>) -> Result<Connector, String> {
-        match tls {
-            // `prefer` falls back to plain when TLS cannot be had, as libpq's does.
-            Tls::Disable | Tls::Prefer => Ok(Connector { password }),
-            _ => {
-                Err("PULSE_DATABASE_URL asks for TLS, which this build does not include".to_owned())
-            }
-        }
+    pub fn new(tls: &Tls, password: Option<Arc<RotatingSecret>>) -> Result<Connector, String> {
+        let tls = MakeRustls::new(tls)?;
+        Ok(Connector { tls, password })
     }
 
     async fn connect_once(&self, mut config: Config) -> Result<Connected, Error> {
         if let Some(password) = &self.password {
             config.password(&*password.current());
         }
-        let (client, connection) = config.connect(NoTls).await?;
-        let task = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                log::debug!("database: a connection closed: {error}");
-            }
-        });
-        Ok((client, task))
+        match &self.tls {
+            Some(tls) => connect_with(config, tls.clone()).await,
+            None => connect_with(config, NoTls).await,
+        }
     }
+}
+
+/// Connects, and drives the connection in a task of its own.
+async fn connect_with<T>(config: Config, tls: T) -> Result<Connected, Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, connection) = config.connect(tls).await?;
+    let task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            log::debug!("database: a connection closed: {error}");
+        }
+    });
+    Ok((client, task))
 }
 
 impl Connect for Connector {

@@ -48,6 +48,11 @@ pub enum MigrationError {
     Connection(tokio_postgres::Error),
     /// No connection came within the timeout.
     Unreachable(String),
+    /// The server's TLS certificate was refused (an unknown CA, another
+    /// host's name, expired): a setting to fix, and `sslrootcert` is read
+    /// only at startup, so waiting cannot help; a restart after the fix can.
+    /// Holds rustls's verdict.
+    Untrusted(String),
     /// PostgreSQL refused a statement (a migration's SQL, or the
     /// bookkeeping's, for want of privileges): trying again cannot help.
     Refused {
@@ -73,8 +78,17 @@ impl MigrationError {
 impl fmt::Display for MigrationError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MigrationError::Connection(error) => write!(f, "the connection failed: {error}"),
+            // tokio-postgres's own text is its kind ("error connecting to
+            // server"); the cause says which: refused, timed out, TLS.
+            MigrationError::Connection(error) => match std::error::Error::source(error) {
+                Some(cause) => write!(f, "the connection failed: {error}: {cause}"),
+                None => write!(f, "the connection failed: {error}"),
+            },
             MigrationError::Unreachable(reason) => write!(f, "no connection: {reason}"),
+            MigrationError::Untrusted(verdict) => write!(
+                f,
+                "the server's TLS certificate was refused ({verdict}): check sslrootcert and the host name in PULSE_DATABASE_URL"
+            ),
             MigrationError::Refused { step, error } => {
                 let reason = error
                     .as_db_error()

@@ -11,6 +11,7 @@ mod connect;
 pub mod metrics;
 pub mod migrations;
 pub mod settings;
+mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -88,9 +89,9 @@ impl Database {
         password: Option<Arc<RotatingSecret>>,
         metrics: DatabaseMetrics,
     ) -> Result<Database, String> {
-        let parsed = settings::parse_url(&settings.url.value.0)
+        let parsed = settings.connection.clone();
+        let connect = connect::Connector::new(&parsed.tls, password)
             .map_err(|reason| format!("PULSE_DATABASE_URL is not valid: {reason}"))?;
-        let connect = connect::Connector::new(parsed.tls, password)?;
         let manager = Manager::from_connect(
             parsed.config,
             connect,
@@ -173,7 +174,10 @@ impl Database {
         loop {
             let outcome = match self.inner.pool.get().await {
                 Ok(mut client) => migrations::apply(&mut client).await,
-                Err(PoolError::Backend(error)) => Err(MigrationError::Connection(error)),
+                Err(PoolError::Backend(error)) => match tls::refused_certificate(&error) {
+                    Some(verdict) => Err(MigrationError::Untrusted(verdict.to_string())),
+                    None => Err(MigrationError::Connection(error)),
+                },
                 Err(other) => Err(MigrationError::Unreachable(other.to_string())),
             };
             match outcome {
@@ -212,7 +216,7 @@ impl Database {
                     database.set_status(Status::Up);
                 }
                 Err(error) => {
-                    stop(format!("database migrations failed: {error}"));
+                    stop(format!("database: cannot start: {error}"));
                     return;
                 }
             }

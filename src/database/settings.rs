@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use rustls::RootCertStore;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio_postgres::config::{Host, SslMode};
 
 use crate::secrets::SecretSetting;
@@ -12,8 +15,9 @@ use crate::secrets::SecretSetting;
 /// `PULSE_DATABASE_URL` is unset, and then the database routes are absent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseSettings {
-    /// `PULSE_DATABASE_URL`, read once at startup.
-    pub url: SecretSetting,
+    /// `PULSE_DATABASE_URL`, read and parsed once at startup, with the
+    /// `sslrootcert` file it names.
+    pub connection: ParsedUrl,
     /// `PULSE_DATABASE_PASSWORD`: wins over the URL's password, and is
     /// re-read when its file changes, for the next new connection.
     pub password: Option<SecretSetting>,
@@ -40,7 +44,8 @@ pub enum Readiness {
 }
 
 /// How the connection is encrypted: libpq's `sslmode` and `sslrootcert`,
-/// which pulse reads itself (tokio-postgres knows only the first three modes).
+/// which pulse reads itself (tokio-postgres knows only the first three
+/// modes, and checks no certificate itself); `tls.rs` does what each means.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tls {
     Disable,
@@ -49,13 +54,44 @@ pub enum Tls {
     /// TLS, with the server's certificate not checked.
     Require,
     /// TLS, with the certificate checked against `sslrootcert`'s CAs.
-    VerifyCa(PathBuf),
+    VerifyCa(CaFile),
     /// As `VerifyCa`, and the certificate must name the host.
-    VerifyFull(PathBuf),
+    VerifyFull(CaFile),
+}
+
+/// `sslrootcert`: the file, and the CA certificates read from it once, at
+/// startup, so that a missing or unusable file is a bad setting (exit 2),
+/// not a failure at the first connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub certificates: Vec<CertificateDer<'static>>,
+}
+
+impl CaFile {
+    fn read(path: PathBuf) -> Result<CaFile, String> {
+        let shown = path.display();
+        let pem =
+            std::fs::read(&path).map_err(|e| format!("sslrootcert={shown} cannot be read: {e}"))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("sslrootcert={shown} is not PEM certificates: {e}"))?;
+        if certificates.is_empty() {
+            return Err(format!("sslrootcert={shown} holds no certificate"));
+        }
+        // What `tls.rs` will do with them, tried now.
+        let mut roots = RootCertStore::empty();
+        for certificate in &certificates {
+            roots.add(certificate.clone()).map_err(|e| {
+                format!("sslrootcert={shown} holds a certificate that cannot be a CA: {e}")
+            })?;
+        }
+        Ok(CaFile { path, certificates })
+    }
 }
 
 /// A parsed `PULSE_DATABASE_URL`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedUrl {
     pub config: tokio_postgres::Config,
     pub tls: Tls,
@@ -80,8 +116,8 @@ pub fn parse_url(url: &[u8]) -> Result<ParsedUrl, String> {
         ("disable", _) => Tls::Disable,
         ("prefer", _) => Tls::Prefer,
         ("require", _) => Tls::Require,
-        ("verify-ca", Some(path)) => Tls::VerifyCa(path),
-        ("verify-full", Some(path)) => Tls::VerifyFull(path),
+        ("verify-ca", Some(path)) => Tls::VerifyCa(CaFile::read(path)?),
+        ("verify-full", Some(path)) => Tls::VerifyFull(CaFile::read(path)?),
         ("verify-ca" | "verify-full", None) => {
             return Err("sslmode=verify-ca and verify-full need sslrootcert=FILE, the CA certificates (PEM) to trust".to_owned());
         }
@@ -127,9 +163,6 @@ pub fn parse_url(url: &[u8]) -> Result<ParsedUrl, String> {
     if config.get_application_name().is_none() {
         config.application_name("pulse");
     }
-    if !matches!(tls, Tls::Disable | Tls::Prefer) {
-        return Err("it asks for TLS (sslmode=require, verify-ca or verify-full), which this build of pulse does not include yet: use sslmode=disable or prefer".to_owned());
-    }
     Ok(ParsedUrl { config, tls })
 }
 
@@ -174,5 +207,25 @@ mod tests {
             assert!(error.contains(expected), "{error}");
             assert!(!error.contains("hunter2"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_missing_or_unusable_ca_file_is_refused_when_the_url_is_read() {
+        let missing =
+            parse_url(b"postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+                .unwrap_err();
+        assert!(
+            missing.contains("sslrootcert=/nonexistent/ca.pem cannot be read"),
+            "{missing}"
+        );
+        let file = std::env::temp_dir().join(format!("pulse-not-a-ca-{}.pem", std::process::id()));
+        std::fs::write(&file, "not a certificate\n").unwrap();
+        let url = format!(
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert={}",
+            file.display()
+        );
+        let empty = parse_url(url.as_bytes()).unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert!(empty.contains("holds no certificate"), "{empty}");
     }
 }

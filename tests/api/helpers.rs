@@ -59,11 +59,9 @@ pub fn test_config() -> Config {
 
 /// Database settings for `url`: a pool of 4, the default 2 s timeout.
 pub fn database_settings(url: &str) -> pulse::database::DatabaseSettings {
-    let kind = pulse::secrets::SecretKind::DatabaseUrl;
     pulse::database::DatabaseSettings {
-        url: pulse::secrets::lookup(kind, |name| (name == kind.name()).then(|| url.to_owned()))
-            .expect("a valid PULSE_DATABASE_URL")
-            .expect("set"),
+        connection: pulse::database::settings::parse_url(url.as_bytes())
+            .expect("a valid PULSE_DATABASE_URL"),
         password: None,
         pool_size: 4,
         timeout: Duration::from_secs(2),
@@ -73,6 +71,30 @@ pub fn database_settings(url: &str) -> pulse::database::DatabaseSettings {
 
 /// Port 1 on loopback refuses at once: a database that is down.
 pub const UNREACHABLE_DATABASE: &str = "postgres://pulse@127.0.0.1:1/pulse?sslmode=disable";
+
+/// The test config with the database at `url`.
+pub fn database_config(url: &str) -> Config {
+    Config {
+        database: Some(database_settings(url)),
+        ..test_config()
+    }
+}
+
+/// Waits until `/readyz` answers 200: connected and migrated.
+pub async fn wait_ready(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        // A replica that stopped (its migrations failed) says so here, not
+        // as a refused connection.
+        assert!(!app.server.is_finished(), "pulse stopped before it was ready");
+        let answer = get(app.addr, "/readyz").await;
+        if answer.status() == 200 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "never ready: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// [`test_config`] with every optional route served: the `/notes` routes
 /// exist, and answer 503 (their database cannot be reached).

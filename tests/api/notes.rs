@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use http_body_util::Empty;
 use hyper::Version;
-use pulse::Config;
 use pulse::secrets::{self, SecretKind};
 
 use crate::helpers::*;
@@ -24,13 +23,6 @@ fn cluster_url() -> String {
     std::env::var("PULSE_TEST_DATABASE_URL").unwrap_or_else(|_| {
         panic!("PULSE_TEST_DATABASE_URL is not set: {NEEDS_POSTGRES}")
     })
-}
-
-fn database_config(url: &str) -> Config {
-    Config {
-        database: Some(database_settings(url)),
-        ..test_config()
-    }
 }
 
 /// A database of its own for one test, so tests run side by side.
@@ -60,22 +52,6 @@ async fn connect(url: &str) -> tokio_postgres::Client {
         .expect("connect to the test cluster");
     tokio::spawn(connection);
     client
-}
-
-/// Waits until `/readyz` answers 200: connected and migrated.
-async fn wait_ready(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        // A replica that stopped (its migrations failed) says so here, not
-        // as a refused connection.
-        assert!(!app.server.is_finished(), "pulse stopped before it was ready");
-        let answer = get(app.addr, "/readyz").await;
-        if answer.status() == 200 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never ready: {}", answer.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn ready_app() -> (TestApp, String) {
