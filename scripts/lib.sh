@@ -281,7 +281,7 @@ pg_cluster() { as_postgres "$PG_BIN/pg_ctl" -D "$PG_DIR" "$@"; }
 # of its own signs the server's certificate, for the name `localhost` only
 # (so verify-full against 127.0.0.1 must fail), and a role `pulse_tls`,
 # owning a database `pulse_tls`, may log in over TLS only. Sets PG_TLS_URL
-# (postgres://pulse_tls:PASSWORD@127.0.0.1:PORT/pulse_tls, no sslmode),
+# (a URL for pulse_tls on 127.0.0.1 with its password and no sslmode),
 # PG_TLS_CA (that CA, PEM) and PG_OTHER_CA (a CA that signed nothing here).
 enable_postgres_tls() {
   command -v openssl >/dev/null || apt_install openssl
