@@ -167,7 +167,7 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "PULSE_DATABASE_URL",
         default: "",
-        meaning: "postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...&sslrootcert=CA.pem]; serves /notes from it (a secret); sslmode=verify-full for a managed database",
+        meaning: "postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]; serves /notes from it (a secret)",
     },
     Setting {
         name: "PULSE_DATABASE_PASSWORD",
