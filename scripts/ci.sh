@@ -137,8 +137,9 @@ stage "test: cargo test --locked" cargo test --locked
 # others' deadlines (a slowloris client once saw its cut-off at 6.1 s, not
 # under 5 s). Sequential, the stage takes about 31 s instead of 18. The
 # PostgreSQL tests (notes::) are ignored too; the database stage runs them.
+# The ignored tests that need PostgreSQL run in the database stage, which starts it.
 stage "test: the timing and load tests, one at a time (cargo test -- --ignored --test-threads=1)" \
-  cargo test --locked -- --ignored --test-threads=1 --skip notes::
+  cargo test --locked -- --ignored --test-threads=1 --skip notes:: --skip database_tls::
 install_cargo_tools_in_background
 stage "fork: the README's two Add-a-route examples, verbatim, build, serve, stay in their files" scripts/ci/check-readme-route.sh
 stage "build: static x86_64 musl binary" scripts/build/static.sh x86_64-unknown-linux-musl
