@@ -79,14 +79,22 @@ impl CaFile {
         if certificates.is_empty() {
             return Err(format!("sslrootcert={shown} holds no certificate"));
         }
+        let ca = CaFile { path, certificates };
         // What `tls.rs` will do with them, tried now.
+        ca.roots()?;
+        Ok(ca)
+    }
+
+    /// The certificates as the trust anchors rustls checks a server against.
+    pub fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
-        for certificate in &certificates {
+        for certificate in &self.certificates {
             roots.add(certificate.clone()).map_err(|e| {
+                let shown = self.path.display();
                 format!("sslrootcert={shown} holds a certificate that cannot be a CA: {e}")
             })?;
         }
-        Ok(CaFile { path, certificates })
+        Ok(roots)
     }
 }
 

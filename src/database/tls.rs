@@ -11,14 +11,12 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_rustls::TlsConnector;
 
-use super::settings::{CaFile, Tls};
+use super::settings::Tls;
 
 /// Makes a TLS connection for each new pool connection. Cloned per
 /// connection; the rustls config inside is shared.
@@ -34,8 +32,8 @@ impl MakeRustls {
         let (roots, check_name) = match tls {
             Tls::Disable => return Ok(None),
             Tls::Prefer | Tls::Require => (None, false),
-            Tls::VerifyCa(ca) => (Some(roots(ca)?), false),
-            Tls::VerifyFull(ca) => (Some(roots(ca)?), true),
+            Tls::VerifyCa(ca) => (Some(ca.roots()?), false),
+            Tls::VerifyFull(ca) => (Some(ca.roots()?), true),
         };
         let chain = roots
             .map(|roots| {
@@ -66,27 +64,13 @@ impl MakeRustls {
 ///
 /// rustls deprecated it (0.23.48) because it has no post-quantum key
 /// exchange (X25519MLKEM768); its aws-lc-rs provider has. That one needs
-/// cmake and a C toolchain for each target and would take the binary past
-/// its 3.5 MiB budget, and the PostgreSQL servers built on OpenSSL before
-/// 3.5 (Debian 12's, most managed ones today) offer no such group anyway.
+/// cmake and a C toolchain for each target and adds more to the binary
+/// than ring, and the PostgreSQL servers built on OpenSSL before 3.5
+/// (Debian 12's, most managed ones today) offer no such group anyway.
 /// Revisit when they do: docs/database.md, "TLS".
 #[allow(deprecated)]
 fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
-}
-
-/// The trust anchors of `sslrootcert`, checked when it was read.
-fn roots(ca: &CaFile) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for certificate in &ca.certificates {
-        roots.add(certificate.clone()).map_err(|e| {
-            format!(
-                "sslrootcert={} holds a certificate that cannot be a CA: {e}",
-                ca.path.display()
-            )
-        })?;
-    }
-    Ok(roots)
 }
 
 /// rustls's verdict when a connection failed because the server's
