@@ -71,7 +71,7 @@ declare -A pids=() ports=()
 sink_pid=""
 cleanup() {
   for pid in "${pids[@]}" $sink_pid; do
-    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
   done
   rm -rf "$work"
 }

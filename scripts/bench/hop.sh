@@ -35,8 +35,12 @@ if [ ! -x "$pulse" ]; then
 fi
 work="$(mktemp -d)"
 pulse_pid="" haproxy_pid=""
+# An EXIT trap's last status becomes the script's: HAProxy's 143 from
+# SIGTERM would fail bench.sh, which calls this script, after the figures.
 cleanup() {
-  for pid in $pulse_pid $haproxy_pid; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  for pid in $pulse_pid $haproxy_pid; do
+    if kill "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
