@@ -89,7 +89,8 @@ result["haproxy_cpu_us"] = int(sys.argv[2]) / 1000 / result["requests"]
 print(sys.argv[1], json.dumps(result))' "$side" "$((haproxy_after - haproxy_before))"
 }
 
-step "$rounds rounds of ${seconds}s: pulse direct (127.0.0.1:$pulse_port) and through HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') (127.0.0.1:$hop_port)"
+# On stderr: stdout is the JSON alone, which bench.sh captures.
+step "$rounds rounds of ${seconds}s: pulse direct (127.0.0.1:$pulse_port) and through HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }') (127.0.0.1:$hop_port)" >&2
 for round in $(seq "$rounds"); do
   for side in direct through; do
     port="$pulse_port"
