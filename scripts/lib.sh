@@ -305,11 +305,11 @@ enable_postgres_tls() {
   [ "$(id -u)" -ne 0 ] || chown postgres "$tls/server.key"
   printf "ssl = on\nssl_cert_file = '%s'\nssl_key_file = '%s'\n" "$tls/server.pem" "$tls/server.key" \
     >>"$PG_DIR/postgresql.conf"
-  # The first line that matches decides: pulse_tls over TLS, never without.
-  printf '%s\n' 'local all all trust' \
-    'hostssl all pulse_tls 127.0.0.1/32 scram-sha-256' \
-    'hostnossl all pulse_tls 127.0.0.1/32 reject' \
-    'host all all 127.0.0.1/32 scram-sha-256' >"$PG_DIR/pg_hba.conf"
+  # The first line that matches decides: pulse_tls over TLS, never without,
+  # ahead of start_postgres's own rules, which stay as they are.
+  printf '%s\n' 'hostssl all pulse_tls 127.0.0.1/32 scram-sha-256' \
+    'hostnossl all pulse_tls 127.0.0.1/32 reject' | cat - "$PG_DIR/pg_hba.conf" >"$tls/pg_hba.conf"
+  cp "$tls/pg_hba.conf" "$PG_DIR/pg_hba.conf"
   pg_cluster stop -m fast >/dev/null
   pg_start
   password="$(random_hex 16)"
