@@ -161,6 +161,57 @@ stop_pulse() {
   return "$code"
 }
 
+# wait_for_socket PATH SECONDS waits until PATH is a socket, or stops.
+wait_for_socket() {
+  local waited=0
+  until [ -S "$1" ]; do
+    [ "$waited" -lt "$2" ] || die "no socket at $1 after $2 s"
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
+# podman_session gives rootless podman a systemd user manager to put its
+# containers under, so that it can set the CPU and memory limits
+# compose.yaml and the kube Deployment declare; without one podman falls
+# back to cgroupfs and can set no limit at all. Call it before a script's
+# first podman command (lint-repo.sh checks): it sets XDG_RUNTIME_DIR,
+# under which rootless podman keeps its run state.
+# - GitHub's runners run every job as the user `runner` from a system
+#   service, with no user session (actions/runner#1134,
+#   actions/runner-images#3536). There, and only there, it starts the
+#   user's manager with `loginctl enable-linger` (passwordless sudo), and
+#   delegates the cpu controller to it where systemd does not by default
+#   (it does from systemd 252 on: Delegate=pids memory cpu).
+# - Elsewhere it changes nothing on the machine; where a manager is
+#   running, it points podman at it. podman_setup names the fix when limits
+#   still cannot be set.
+podman_session() {
+  [ "$(id -u)" -ne 0 ] || return 0
+  local uid user run controllers
+  uid="$(id -u)"
+  user="$(id -un)"
+  run="/run/user/$uid"
+  if [ ! -S "$run/bus" ] && [ "${GITHUB_ACTIONS:-}" = true ]; then
+    step "starting a systemd user manager for $user (loginctl enable-linger), so rootless podman can set cgroup limits"
+    sudo loginctl enable-linger "$user"
+    sudo systemctl start "user@$uid.service"
+    wait_for_socket "$run/bus" 30
+    controllers="/sys/fs/cgroup/user.slice/user-$uid.slice/user@$uid.service/cgroup.controllers"
+    if ! grep -qw cpu "$controllers" 2>/dev/null; then
+      info "delegating the cpu controller to user@$uid.service (it has: $(cat "$controllers" 2>/dev/null || echo none))"
+      sudo mkdir -p /etc/systemd/system/user@.service.d
+      printf '[Service]\nDelegate=pids memory cpu\n' | sudo tee /etc/systemd/system/user@.service.d/pulse-delegate.conf >/dev/null
+      sudo systemctl daemon-reload
+      sudo systemctl restart "user@$uid.service"
+      wait_for_socket "$run/bus" 30
+    fi
+  fi
+  if [ -S "$run/bus" ]; then
+    export XDG_RUNTIME_DIR="$run" DBUS_SESSION_BUS_ADDRESS="unix:path=$run/bus"
+  fi
+}
+
 # podman_install installs podman, podman-compose and what podman needs to
 # run compose.yaml and `podman kube play`:
 # - the dnsname CNI plugin where podman's network backend is CNI (podman 4.3
@@ -168,6 +219,7 @@ stop_pulse() {
 #   netavark (newer podman, GitHub's runners) resolves names itself;
 # - catatonit, the pause process of the infra container kube play creates.
 podman_install() {
+  podman_session
   local packages=(podman slirp4netns uidmap catatonit)
   # An OCI runtime only when none is on PATH. On GitHub's runners runc comes
   # from Docker's containerd.io, which Conflicts/Replaces the distribution's

@@ -26,6 +26,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
+podman_session
 
 image="${1:-}"
 { [ "$#" -eq 1 ] && [ -n "$image" ]; } || die "usage: scripts/rollout.sh IMAGE"

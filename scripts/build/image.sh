@@ -21,7 +21,8 @@ esac
 # metadata; issue 40's goal was 4 MB, before TLS to PostgreSQL.
 max_bytes=4500000
 
-command -v podman >/dev/null || apt_install podman runc
+command -v podman >/dev/null || podman_install
+podman_session
 if [ -n "${PULSE_BINARY:-}" ]; then
   binary="$PULSE_BINARY"
   [ -x "$binary" ] || die "PULSE_BINARY=$binary is not an executable file"

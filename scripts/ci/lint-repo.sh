@@ -40,6 +40,24 @@ done
   die "not executable (git update-index --chmod=+x): ${not_executable[*]}"
 info "every script with a #! line under scripts/, and .ci/run, is executable"
 
+step "scripts that run podman call podman_session first"
+# On GitHub's runners podman_session starts the user session rootless
+# podman needs for CPU limits and sets XDG_RUNTIME_DIR, under which
+# rootless podman keeps its run state: a podman command before it runs
+# without the session, under another run directory than the commands
+# after it. scripts/sandbox/ runs only as root, here.
+mapfile -t podman_first < <(for script in "${runnable[@]}"; do
+  case "$script" in scripts/sandbox/*) continue ;; esac
+  awk -v script="$script" '
+    /^[[:space:]]*#/ { next }
+    /podman_(session|install|setup)([^_[:alnum:]]|$)/ && !ready { ready = NR }
+    /(^[[:space:]]*|\$\(|[|&;!(][[:space:]]*|if[[:space:]]+)podman[[:space:]]/ && !first { first = NR }
+    END { if (first && (!ready || ready > first)) printf "%s:%d\n", script, first }' "$script"
+done)
+[ "${#podman_first[@]}" -eq 0 ] ||
+  die "a podman command before podman_session (or podman_install, podman_setup): ${podman_first[*]}"
+info "every script under scripts/ that runs podman calls podman_session before it"
+
 step "hadolint"
 mapfile -t containerfiles < <(git ls-files -co --exclude-standard Containerfile '*.Containerfile')
 hadolint "${containerfiles[@]}"

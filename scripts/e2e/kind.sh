@@ -19,6 +19,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
+podman_session
 started=$SECONDS
 
 kind_version=v0.30.0

@@ -47,6 +47,7 @@ case "$mode" in
     ;;
   *) die "usage: scripts/e2e/rollout.sh upstream|standin [IMAGE]" ;;
 esac
+podman_session
 podman image exists "$base_image" || die "no image $base_image: build it first (scripts/build/image.sh amd64 $base_image)"
 podman_setup "$base_image"
 need_python_yaml

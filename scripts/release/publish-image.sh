@@ -12,6 +12,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
+podman_session
 
 image="${1:?usage: scripts/release/publish-image.sh IMAGE VERSION REVISION}"
 version="${2:?version}"

@@ -11,6 +11,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "$0")/../lib.sh"
 cd "$REPO_ROOT"
+podman_session
 
 # A pinned release, verified by its SHA-256 before it runs. Not Trivy's
 # install script from a branch head, and not the compromised releases: in
