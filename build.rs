@@ -15,7 +15,14 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PULSE_GIT_COMMIT");
     // Rebuild when HEAD moves, but only watch files that exist: cargo reruns a
     // build script on every build when a watched path is missing.
-    for watched in [".git/HEAD", ".git/refs/heads", ".git/packed-refs"] {
+    // The x86_64 musl linker (scripts/build/link-ordered.sh) reads the list
+    // of hot functions: a new list must relink.
+    for watched in [
+        ".git/HEAD",
+        ".git/refs/heads",
+        ".git/packed-refs",
+        "scripts/build/hot-functions.txt",
+    ] {
         if Path::new(watched).exists() {
             println!("cargo:rerun-if-changed={watched}");
         }

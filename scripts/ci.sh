@@ -50,8 +50,8 @@ install_prerequisites() {
     busybox-static qemu-user-static shellcheck debootstrap
   podman_install
   need_python_yaml
-  rust_target x86_64-unknown-linux-musl
-  rust_target aarch64-unknown-linux-musl
+  # The static binaries' compiler and targets (lib.sh's release_cargo).
+  release_cargo fetch --locked --target x86_64-unknown-linux-musl --target aarch64-unknown-linux-musl
   scripts/ci/toolchain.sh "$(rustup show active-toolchain | awk '{ print $1 }')" rustfmt clippy
 }
 

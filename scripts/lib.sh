@@ -54,11 +54,6 @@ apt_install() {
   "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --no-remove "${missing[@]}" >/dev/null
 }
 
-# rust_target TRIPLE adds a rustup target if it is missing.
-rust_target() {
-  grep -qx "$1" <<<"$(rustup target list --installed)" || rustup target add "$1"
-}
-
 # pip_install PACKAGE... installs Python packages for the python3 on PATH.
 pip_install() {
   info "pip install $*"
@@ -118,14 +113,46 @@ cargo_tool() {
   cargo install --quiet --locked "$2${3:+@$3}"
 }
 
-# static_binary [TRIPLE] builds the release binary for a musl target (once per
-# run of cargo; it is a no-op when up to date) and prints its path.
+# release_toolchain prints the Rust release that the static binaries are
+# built with: the one in the Containerfile's builder image, which Dependabot
+# moves. static.sh, the benchmarks and `podman build` then compile with the
+# same compiler, the one scripts/build/hot-functions.txt was traced with
+# (another compiler inlines differently, and the list fits it less well).
+release_toolchain() {
+  local version
+  version="$(sed -n 's|.*/rust:\([0-9.]*\)-.*|\1|p' <<<"$(builder_image)")"
+  [ -n "$version" ] || die "cannot read the Rust version from the Containerfile's builder image '$(builder_image)'"
+  printf '%s\n' "$version"
+}
+
+# release_cargo ARGS... runs cargo with release_toolchain, installing it
+# (rustup's minimal profile) and any `--target` it lacks. Progress goes to
+# stderr.
+release_cargo() {
+  local toolchain previous="" argument
+  toolchain="$(release_toolchain)"
+  if ! rustc "+$toolchain" --version >/dev/null 2>&1; then
+    info "rustup toolchain install $toolchain (the Rust of the Containerfile's builder image)" >&2
+    rustup toolchain install "$toolchain" --profile minimal --no-self-update >&2
+  fi
+  for argument in "$@"; do
+    if [ "$previous" = --target ] &&
+      ! grep -qx "$argument" <<<"$(rustup target list --installed --toolchain "$toolchain")"; then
+      rustup target add --toolchain "$toolchain" "$argument" >&2
+    fi
+    previous="$argument"
+  done
+  RUSTUP_TOOLCHAIN="$toolchain" cargo "$@"
+}
+
+# static_binary [TRIPLE] builds the release binary for a musl target with
+# release_toolchain (once per run of cargo; it is a no-op when up to date)
+# and prints its path.
 static_binary() {
   local target="${1:-$MUSL_TARGET}"
-  rust_target "$target" >&2
   # ring (rustls) cross-compiles its C for aarch64 with clang (.cargo/config.toml).
   if [[ "$target" == aarch64-* ]] && ! command -v clang >/dev/null; then apt_install clang >&2; fi
-  (cd "$REPO_ROOT" && cargo build --locked --release --target "$target" >&2)
+  (cd "$REPO_ROOT" && release_cargo build --locked --release --target "$target" >&2)
   printf '%s\n' "$REPO_ROOT/target/$target/release/pulse"
 }
 

@@ -54,13 +54,12 @@ need_count ROUNDS "$rounds"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the server, one for the load generator"
 apt_install wrk nghttp2-client curl util-linux librsvg2-bin
 
-step "building release binaries for $MUSL_TARGET"
-rust_target "$MUSL_TARGET"
+step "building release binaries for $MUSL_TARGET with Rust $(release_toolchain), as static.sh does"
 # pulse on its own first: a build that compiles an example also compiles the
 # dev-dependencies' features (tokio's test-util, whose clock takes a lock),
 # and the pulse binary must be the one that ships.
-cargo build --locked --release --target "$MUSL_TARGET" --bin pulse
-cargo build --locked --release --target "$MUSL_TARGET" \
+release_cargo build --locked --release --target "$MUSL_TARGET" --bin pulse
+release_cargo build --locked --release --target "$MUSL_TARGET" \
   --example bare_hyper --example bare_auto --example counted_auto --example cold_start --example otlp_sink \
   --example observe_threads
 out="target/$MUSL_TARGET/release"

@@ -30,8 +30,7 @@ need_count SECONDS "$seconds"
 apt_install wrk haproxy curl util-linux python3
 if [ ! -x "$pulse" ]; then
   [ "$#" -lt 3 ] || die "no pulse binary at $pulse"
-  rust_target "$MUSL_TARGET"
-  cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse
+  release_cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse
 fi
 work="$(mktemp -d)"
 pulse_pid="" haproxy_pid=""

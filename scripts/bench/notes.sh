@@ -22,11 +22,10 @@ need_count ROUNDS "$rounds"
 need_count SECONDS "$seconds"
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the server, one for wrk"
 apt_install wrk curl util-linux python3
-rust_target "$MUSL_TARGET"
 step "building pulse and bare_notes (release, $MUSL_TARGET)"
 # Separately: a build with an example compiles tokio's test-util into pulse.
-cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse
-cargo build --locked --release --quiet --target "$MUSL_TARGET" --example bare_notes
+release_cargo build --locked --release --quiet --target "$MUSL_TARGET" --bin pulse
+release_cargo build --locked --release --quiet --target "$MUSL_TARGET" --example bare_notes
 out="target/$MUSL_TARGET/release"
 work="$(mktemp -d)"
 server_pid=""

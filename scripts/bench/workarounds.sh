@@ -28,7 +28,6 @@ for name in "${names[@]}"; do
 done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs: one for the servers, one for the clients"
 apt_install valgrind curl python3 nghttp2-client util-linux
-rust_target "$MUSL_TARGET"
 
 # build NAME: a release musl binary without workaround NAME ("shipped": all in).
 build() {
@@ -40,9 +39,9 @@ build() {
   info "building $name" >&2
   # The binary on its own: with an example in the same build, tokio's
   # test-util (a dev-dependency's feature) would be compiled into it.
-  CARGO_TARGET_DIR="$dir" cargo build --locked --release --quiet --target "$MUSL_TARGET" \
+  CARGO_TARGET_DIR="$dir" release_cargo build --locked --release --quiet --target "$MUSL_TARGET" \
     --bin pulse "${config[@]}" >&2
-  CARGO_TARGET_DIR="$dir" cargo build --locked --release --quiet --target "$MUSL_TARGET" \
+  CARGO_TARGET_DIR="$dir" release_cargo build --locked --release --quiet --target "$MUSL_TARGET" \
     --example otlp_sink "${config[@]}" >&2
   printf '%s\n' "$dir/$MUSL_TARGET/release"
 }

@@ -37,6 +37,8 @@ podman_install
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
 cp -r Containerfile .containerignore Cargo.toml Cargo.lock build.rs .cargo src "$context/"
+mkdir -p "$context/scripts/build"
+cp scripts/build/link-ordered.sh scripts/build/hot-functions.txt "$context/scripts/build/"
 if [ "$mode" = standin ]; then standin_containerfile "$context"; fi
 revision="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 # Podman 4.3 (Debian 12) leaves $BUILDPLATFORM empty in `FROM --platform=`,

@@ -97,8 +97,7 @@ debian_standin() {
 rust_standin() {
   local builder version root="$work/debian"
   builder="$(builder_tag)"
-  version="$(sed -n 's|.*/rust:\([0-9.]*\)-.*|\1|p' <<<"$builder")"
-  [ -n "$version" ] || die "cannot read the Rust version from '$builder'"
+  version="$(release_toolchain)"
   if podman image exists "$builder" && [ -z "${PULSE_REBUILD_STANDINS:-}" ]; then
     info "$builder: present ($(podman image inspect --format '{{index .Labels "org.opencontainers.image.title"}}' "$builder"))"
     return 0
