@@ -8,9 +8,9 @@
 #
 # The functions are listed in the order of the workloads below, so that
 # what an HTTP/1 process on one CPU with the JSON log runs comes first, then
-# what the probes, the text log, h2c and a second CPU add; within a workload, by instructions
-# spent, most first. Names are demangled: the symbols carry a hash that
-# changes from build to build.
+# what the probes, the text log, h2c and a second CPU add; within a
+# workload, by instructions spent, most first. Names are demangled: the
+# symbols carry a hash that changes from build to build.
 #
 # Usage: scripts/build/hot-functions.sh
 set -euo pipefail
