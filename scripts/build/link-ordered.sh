@@ -5,9 +5,8 @@
 #
 # Why: the kernel maps a binary's code in 64 KiB windows around each page a
 # process touches. Left in rustc's order, the few hundred functions a start
-# and a request run are spread over nearly all of the 3 MB of code, and an
-# idle pulse kept 2.9 MiB resident; placed together, 1.4 MiB
-# (docs/performance.md, "Idle RSS").
+# and a request run are spread over nearly all of the code, and nearly all
+# of it stays resident (the measurements: docs/performance.md, "Idle RSS").
 #
 # How: scripts/build/hot-functions.txt lists those functions by their
 # demangled names, which unlike the symbols carry no per-build hash
