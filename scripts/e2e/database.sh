@@ -29,6 +29,7 @@ enable_postgres_tls
 step "tests/api/notes.rs and database_tls.rs against it (cargo test --test api -- --ignored notes:: database_tls::)"
 PULSE_TEST_DATABASE_URL="$PG_URL" PULSE_TEST_DATABASE_TLS_URL="$PG_TLS_URL" \
   PULSE_TEST_DATABASE_CA="$PG_TLS_CA" PULSE_TEST_DATABASE_OTHER_CA="$PG_OTHER_CA" \
+  PULSE_TEST_DATABASE_SOCKET_DIR="$(dirname "$PG_DIR")" \
   cargo test --locked --test api -- --ignored notes:: database_tls::
 
 step "the release binary: kills, restarts, an outage, three at once"

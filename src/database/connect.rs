@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::Connect;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::{MakeTlsConnect, NoTls, TlsConnect};
-use tokio_postgres::{Client, Config, Error, Socket};
+use tokio_postgres::{Client, Config, Error};
 
 use super::settings::Tls;
 use super::tls::MakeRustls;
@@ -16,9 +15,9 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Opens the pool's connections, in TLS as `sslmode` says.
 pub struct Connector {
-    /// None for `sslmode=disable`. With `prefer`, tokio-postgres falls back
-    /// to plain TCP when the server offers no TLS, as libpq does.
-    tls: Option<MakeRustls>,
+    /// With `prefer`, tokio-postgres falls back to plain TCP when the server
+    /// offers no TLS, as libpq does.
+    tls: MakeRustls,
     /// `PULSE_DATABASE_PASSWORD`, read afresh for each new connection.
     password: Option<Arc<RotatingSecret>>,
 }
@@ -33,28 +32,15 @@ impl Connector {
         if let Some(password) = &self.password {
             config.password(&*password.current());
         }
-        match &self.tls {
-            Some(tls) => connect_with(config, tls.clone()).await,
-            None => connect_with(config, NoTls).await,
-        }
+        // Driven in a task of its own.
+        let (client, connection) = config.connect(self.tls.clone()).await?;
+        let task = tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                log::debug!("database: a connection closed: {error}");
+            }
+        });
+        Ok((client, task))
     }
-}
-
-/// Connects, and drives the connection in a task of its own.
-async fn connect_with<T>(config: Config, tls: T) -> Result<Connected, Error>
-where
-    T: MakeTlsConnect<Socket>,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
-    let (client, connection) = config.connect(tls).await?;
-    let task = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            log::debug!("database: a connection closed: {error}");
-        }
-    });
-    Ok((client, task))
 }
 
 impl Connect for Connector {

@@ -163,8 +163,15 @@ pub fn parse_url(url: &[u8]) -> Result<ParsedUrl, String> {
         return Err("it names no database (postgres://USER@HOST/DATABASE)".to_owned());
     }
     // pulse chooses TLS itself (see `Tls`); tokio-postgres only asks for it.
+    // Over Unix sockets PostgreSQL offers no TLS, and libpq ignores sslmode
+    // there: so does pulse, or `require` could never connect.
+    let unix_only = config
+        .get_hosts()
+        .iter()
+        .all(|host| !matches!(host, Host::Tcp(_)));
     config.ssl_mode(match tls {
         Tls::Disable => SslMode::Disable,
+        _ if unix_only => SslMode::Disable,
         Tls::Prefer => SslMode::Prefer,
         _ => SslMode::Require,
     });
@@ -196,6 +203,21 @@ mod tests {
         assert_eq!(parsed.config.get_application_name(), Some("pulse"));
         let default = parse_url(b"postgresql://u@localhost/db").unwrap();
         assert_eq!(default.tls, Tls::Prefer);
+        assert_eq!(default.config.get_ssl_mode(), SslMode::Prefer);
+    }
+
+    #[test]
+    fn sslmode_is_ignored_over_unix_sockets_as_libpq_does() {
+        for mode in ["prefer", "require"] {
+            let url = format!("postgresql://u@/db?host=/run/postgresql&sslmode={mode}");
+            let parsed = parse_url(url.as_bytes()).unwrap();
+            assert_eq!(parsed.config.get_ssl_mode(), SslMode::Disable, "{mode}");
+        }
+        // With a TCP host in the list as well, TLS stays asked for.
+        let mixed = parse_url(b"postgresql://u@db.example/db?host=/run/postgresql&sslmode=require")
+            .unwrap();
+        assert_eq!(mixed.config.get_hosts().len(), 2);
+        assert_eq!(mixed.config.get_ssl_mode(), SslMode::Require);
     }
 
     #[test]

@@ -20,17 +20,23 @@ use super::settings::Tls;
 
 /// Makes a TLS connection for each new pool connection. Cloned per
 /// connection; the rustls config inside is shared.
+///
+/// Every connection goes through this one type, `disable` too (tokio-postgres
+/// then never asks it for TLS): tokio-postgres's connection code is generic
+/// over it, and a second type (its `NoTls`) would compile all of that twice,
+/// 49 KB of the binary.
 #[derive(Clone)]
 pub struct MakeRustls {
-    config: Arc<ClientConfig>,
+    /// None for `disable`.
+    config: Option<Arc<ClientConfig>>,
 }
 
 impl MakeRustls {
-    /// The TLS client for `tls`, or None for `disable`.
-    pub fn new(tls: &Tls) -> Result<Option<MakeRustls>, String> {
+    /// The TLS client for `tls`.
+    pub fn new(tls: &Tls) -> Result<MakeRustls, String> {
         let provider = Arc::new(ring_provider());
         let (roots, check_name) = match tls {
-            Tls::Disable => return Ok(None),
+            Tls::Disable => return Ok(MakeRustls { config: None }),
             Tls::Prefer | Tls::Require => (None, false),
             Tls::VerifyCa(ca) => (Some(ca.roots()?), false),
             Tls::VerifyFull(ca) => (Some(ca.roots()?), true),
@@ -53,9 +59,9 @@ impl MakeRustls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_no_client_auth();
-        Ok(Some(MakeRustls {
-            config: Arc::new(config),
-        }))
+        Ok(MakeRustls {
+            config: Some(Arc::new(config)),
+        })
     }
 }
 
@@ -154,19 +160,24 @@ where
     type Error = rustls::pki_types::InvalidDnsNameError;
 
     /// `host` is the URL's host: a name, or an address that the certificate
-    /// must then list as an IP address.
+    /// must then list as an IP address. It is empty for a Unix socket, over
+    /// which PostgreSQL offers no TLS: the connection goes on in plain text
+    /// when the server says so (as libpq, which ignores `sslmode` there).
     fn make_tls_connect(&mut self, host: &str) -> Result<RustlsConnect, Self::Error> {
-        Ok(RustlsConnect {
-            connector: TlsConnector::from(self.config.clone()),
-            server_name: ServerName::try_from(host.to_owned())?,
-        })
+        let target = match &self.config {
+            Some(config) if !host.is_empty() => Some((
+                TlsConnector::from(config.clone()),
+                ServerName::try_from(host.to_owned())?,
+            )),
+            _ => None,
+        };
+        Ok(RustlsConnect(target))
     }
 }
 
-pub struct RustlsConnect {
-    connector: TlsConnector,
-    server_name: ServerName<'static>,
-}
+/// The connector and the name the certificate must carry, or None where
+/// there is no TLS to make (`disable`, a Unix socket).
+pub struct RustlsConnect(Option<(TlsConnector, ServerName<'static>)>);
 
 impl<S> TlsConnect<S> for RustlsConnect
 where
@@ -178,7 +189,12 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
-            let stream = self.connector.connect(self.server_name, stream).await?;
+            // tokio-postgres asks only where TLS was configured and there is
+            // a host name; this answers anything else with an error, not a panic.
+            let (connector, server_name) = self
+                .0
+                .ok_or_else(|| io::Error::other("no TLS configured for this connection"))?;
+            let stream = connector.connect(server_name, stream).await?;
             Ok(RustlsStream(stream))
         })
     }
@@ -228,10 +244,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RustlsStream<S> {
 mod tests {
     use super::*;
 
+    fn connector(tls: &Tls, host: &str) -> RustlsConnect {
+        MakeTlsConnect::<tokio::net::TcpStream>::make_tls_connect(
+            &mut MakeRustls::new(tls).unwrap(),
+            host,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn disable_has_no_tls_and_the_other_modes_do() {
-        assert!(MakeRustls::new(&Tls::Disable).unwrap().is_none());
-        assert!(MakeRustls::new(&Tls::Prefer).unwrap().is_some());
-        assert!(MakeRustls::new(&Tls::Require).unwrap().is_some());
+        assert!(connector(&Tls::Disable, "db.example").0.is_none());
+        assert!(connector(&Tls::Prefer, "db.example").0.is_some());
+        assert!(connector(&Tls::Require, "10.0.0.7").0.is_some());
+    }
+
+    #[test]
+    fn a_unix_socket_has_no_tls_and_is_no_error() {
+        // tokio-postgres names no host for a Unix socket.
+        assert!(connector(&Tls::Prefer, "").0.is_none());
+        assert!(connector(&Tls::Require, "").0.is_none());
     }
 }

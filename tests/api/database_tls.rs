@@ -9,6 +9,7 @@
 //!   PULSE_TEST_DATABASE_CA        the CA that signed the server's
 //!                                 certificate, which names `localhost` only
 //!   PULSE_TEST_DATABASE_OTHER_CA  a CA that signed nothing there
+//!   PULSE_TEST_DATABASE_SOCKET_DIR  the cluster's Unix socket directory
 //! Without them the tests fail, never pass empty.
 
 use std::time::Duration;
@@ -48,6 +49,26 @@ async fn every_tls_mode_stores_and_reads_a_note() {
         let read = get(app.addr, &location).await;
         assert_eq!(read.status(), 200, "{query}");
         assert_eq!(read.json()["text"], text);
+    }
+}
+
+/// Over a Unix socket PostgreSQL offers no TLS, and libpq ignores sslmode
+/// there: the default `prefer` and an explicit `require` both connect.
+#[tokio::test]
+#[ignore = "needs PostgreSQL with TLS: scripts/e2e/database.sh runs it"]
+async fn sslmode_is_ignored_over_a_unix_socket() {
+    let socket_dir = setting("PULSE_TEST_DATABASE_SOCKET_DIR");
+    // postgres://USER:PASSWORD@127.0.0.1:PORT/DATABASE, on the socket instead.
+    let tcp = setting("PULSE_TEST_DATABASE_TLS_URL");
+    let (credentials, rest) = tcp.rsplit_once('@').expect("USER@HOST in the URL");
+    let (address, database) = rest.split_once('/').expect("/DATABASE in the URL");
+    let port = address.rsplit_once(':').expect("HOST:PORT in the URL").1;
+    for sslmode in ["", "&sslmode=require"] {
+        let url = format!("{credentials}@/{database}?host={socket_dir}&port={port}{sslmode}");
+        let app = spawn_app(database_config(&url)).await;
+        wait_ready(&app).await;
+        let created = post_json(app.addr, "/notes", r#"{"text":"over a Unix socket"}"#).await;
+        assert_eq!(created.status(), 201, "{sslmode}: {}", created.body);
     }
 }
 
