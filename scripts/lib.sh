@@ -410,8 +410,36 @@ pg_start() {
     { cat "$dir/postgres.log" >&2; die "PostgreSQL did not start"; }
 }
 
+# start_pgbouncer puts PgBouncer (Debian's) in front of start_postgres's
+# cluster in transaction mode, the mode of the poolers managed databases
+# offer, with two server connections for every client. Sets PG_POOLER (its
+# HOST:PORT, for any database of the cluster, the pulse role's password).
+# stop_postgres stops it too.
+start_pgbouncer() {
+  apt_install pgbouncer
+  local dir
+  dir="$(dirname "$PG_DIR")"
+  PG_POOLER="127.0.0.1:$(free_port)"
+  info "PgBouncer in transaction mode on $PG_POOLER"
+  printf '"pulse" "%s"\n' "$PG_PASSWORD" >"$dir/pgbouncer-users.txt"
+  printf '%s\n' '[databases]' "* = host=127.0.0.1 port=$PG_PORT" '[pgbouncer]' \
+    "listen_addr = 127.0.0.1" "listen_port = ${PG_POOLER#*:}" "unix_socket_dir =" \
+    "auth_type = scram-sha-256" "auth_file = $dir/pgbouncer-users.txt" \
+    "pool_mode = transaction" "default_pool_size = 2" \
+    "logfile = $dir/pgbouncer.log" "pidfile = $dir/pgbouncer.pid" >"$dir/pgbouncer.ini"
+  # PgBouncer refuses to run as root, and reads its files as its own user.
+  chmod 600 "$dir/pgbouncer-users.txt"
+  [ "$(id -u)" -ne 0 ] || chown postgres "$dir/pgbouncer-users.txt" "$dir/pgbouncer.ini"
+  as_postgres pgbouncer -d "$dir/pgbouncer.ini" ||
+    { cat "$dir/pgbouncer.log" >&2 2>/dev/null; die "PgBouncer did not start"; }
+  export PG_POOLER
+}
+
 stop_postgres() {
   [ -n "${PG_DIR:-}" ] || return 0
+  local pooler_pid
+  pooler_pid="$(dirname "$PG_DIR")/pgbouncer.pid"
+  [ ! -f "$pooler_pid" ] || kill "$(cat "$pooler_pid")" 2>/dev/null || true
   pg_cluster stop -m immediate >/dev/null 2>&1 || true
   rm -rf "$(dirname "$PG_DIR")"
   PG_DIR=""

@@ -13,7 +13,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::database::{DatabaseSettings, Readiness};
+use crate::database::{DatabaseSettings, Readiness, Statements};
 use crate::dotenv;
 pub use crate::logging::LogFormat;
 use crate::secrets::{self, SecretError, SecretKind, SecretSetting};
@@ -188,6 +188,11 @@ pub const SETTINGS: &[Setting] = &[
         name: "PULSE_DATABASE_READINESS",
         default: "startup",
         meaning: "startup: /readyz waits for the first connection and migrations; always: also fails while the database is down",
+    },
+    Setting {
+        name: "PULSE_DATABASE_STATEMENTS",
+        default: "prepared",
+        meaning: "unprepared behind a transaction-mode pooler (PgBouncer)",
     },
     Setting {
         name: "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -564,6 +569,13 @@ fn database_settings(
             _ => Err(invalid(n, v, "startup (ready once migrated; the default) or always (unready while the database is down)")),
         }
     })?;
+    let statements = get("PULSE_DATABASE_STATEMENTS").map_or(Ok(Statements::Prepared), |(n, v)| {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "prepared" => Ok(Statements::Prepared),
+            "unprepared" => Ok(Statements::Unprepared),
+            _ => Err(invalid(n, v, "prepared (the default) or unprepared (behind a pooler in transaction mode, such as PgBouncer's)")),
+        }
+    })?;
     let password = secret(SecretKind::DatabasePassword)?;
     let Some(url) = secret(SecretKind::DatabaseUrl)? else {
         return Ok(None);
@@ -580,6 +592,7 @@ fn database_settings(
         pool_size,
         timeout,
         readiness,
+        statements,
     }))
 }
 
@@ -857,6 +870,35 @@ mod tests {
         ] {
             let message = config(&[(name, value)]).unwrap_err().to_string();
             assert!(message.starts_with(&format!("{name}=")), "{message}");
+            assert!(message.contains("expected"), "{message}");
+        }
+    }
+
+    #[test]
+    fn the_database_settings_take_their_words_and_refuse_others() {
+        let url = ("PULSE_DATABASE_URL", "postgres://pulse@db.example/notes");
+        let database =
+            |vars: &[(&str, &str)]| config(&[&[url], vars].concat()).map(|c| c.database.unwrap());
+        let defaults = database(&[]).unwrap();
+        assert_eq!(defaults.statements, Statements::Prepared);
+        assert_eq!(defaults.readiness, Readiness::Startup);
+        let behind_a_pooler = database(&[
+            ("PULSE_DATABASE_STATEMENTS", "Unprepared"),
+            ("PULSE_DATABASE_READINESS", "always"),
+        ])
+        .unwrap();
+        assert_eq!(behind_a_pooler.statements, Statements::Unprepared);
+        assert_eq!(behind_a_pooler.readiness, Readiness::Always);
+        for (name, value) in [
+            ("PULSE_DATABASE_STATEMENTS", "simple"),
+            ("PULSE_DATABASE_READINESS", "never"),
+            ("PULSE_DATABASE_POOL_SIZE", "0"),
+        ] {
+            let message = database(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                message.starts_with(&format!("{name}=\"{value}\"")),
+                "{message}"
+            );
             assert!(message.contains("expected"), "{message}");
         }
     }

@@ -90,11 +90,7 @@ impl fmt::Display for MigrationError {
                 "the server's TLS certificate was refused ({verdict}): check sslrootcert and the host name in PULSE_DATABASE_URL"
             ),
             MigrationError::Refused { step, error } => {
-                let reason = error
-                    .as_db_error()
-                    .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-                let code = error.code().map_or("", |code| code.code());
-                write!(f, "{step} failed: {reason} (SQLSTATE {code})")
+                write!(f, "{step} failed: {}", super::refusal(error))
             }
             MigrationError::Newer { found, known } => write!(
                 f,

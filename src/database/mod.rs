@@ -21,14 +21,14 @@ use deadpool_postgres::{
     Client, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use crate::secrets::rotating::RotatingSecret;
 use crate::span_export::ChildSpans;
 pub use metrics::DatabaseMetrics;
 pub use migrations::{Applied, MigrationError};
-pub use settings::{DatabaseSettings, Readiness};
+pub use settings::{DatabaseSettings, Readiness, Statements};
 
 /// How often a ready pulse checks that the database still answers, for
 /// `/health`, `pulse_database_up` and (with `Readiness::Always`) `/readyz`.
@@ -68,6 +68,15 @@ pub enum QueryError {
     Refused(tokio_postgres::Error),
 }
 
+/// A query: its SQL, with `$1`, `$2`... for the parameters, and their
+/// PostgreSQL types in that order. Declared once, as a `const` beside the
+/// code that runs it; the types are what lets a query be sent unprepared
+/// ([`Statements::Unprepared`]).
+pub struct Sql {
+    pub text: &'static str,
+    pub types: &'static [Type],
+}
+
 /// The pool and what pulse knows of the database. Cheap to clone.
 #[derive(Clone)]
 pub struct Database {
@@ -78,6 +87,7 @@ struct Inner {
     pool: Pool,
     timeout: Duration,
     readiness: Readiness,
+    statements: Statements,
     status: AtomicU8,
     metrics: DatabaseMetrics,
 }
@@ -115,6 +125,7 @@ impl Database {
                 pool,
                 timeout: settings.timeout,
                 readiness: settings.readiness,
+                statements: settings.statements,
                 status: AtomicU8::new(Status::Starting as u8),
                 metrics,
             }),
@@ -222,7 +233,7 @@ impl Database {
             }
             loop {
                 tokio::time::sleep(CHECK_INTERVAL).await;
-                let _ = database.query(None, "check", "SELECT 1", &[]).await;
+                let _ = database.query(None, "check", &CHECK, &[]).await;
             }
         });
     }
@@ -233,12 +244,24 @@ impl Database {
         &self,
         spans: Option<&ChildSpans>,
         operation: &'static str,
-        sql: &str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, QueryError> {
+        debug_assert_eq!(
+            sql.types.len(),
+            params.len(),
+            "{operation}: a type for each parameter"
+        );
         self.timed(spans, operation, async {
-            let (client, statement) = self.prepared(sql).await?;
-            client.query(&statement, params).await.map_err(query_error)
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            match self.inner.statements {
+                Statements::Prepared => {
+                    let statement = prepared(&client, sql).await?;
+                    client.query(&statement, params).await
+                }
+                Statements::Unprepared => client.query_typed(sql.text, &typed(sql, params)).await,
+            }
+            .map_err(query_error)
         })
         .await
     }
@@ -248,25 +271,26 @@ impl Database {
         &self,
         spans: Option<&ChildSpans>,
         operation: &'static str,
-        sql: &str,
+        sql: &Sql,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, QueryError> {
+        debug_assert_eq!(
+            sql.types.len(),
+            params.len(),
+            "{operation}: a type for each parameter"
+        );
         self.timed(spans, operation, async {
-            let (client, statement) = self.prepared(sql).await?;
-            client
-                .execute(&statement, params)
-                .await
-                .map_err(query_error)
+            let client = self.inner.pool.get().await.map_err(pool_error)?;
+            match self.inner.statements {
+                Statements::Prepared => {
+                    let statement = prepared(&client, sql).await?;
+                    client.execute(&statement, params).await
+                }
+                Statements::Unprepared => client.execute_typed(sql.text, &typed(sql, params)).await,
+            }
+            .map_err(query_error)
         })
         .await
-    }
-
-    /// A connection from the pool, and `sql` prepared on it (once per
-    /// connection: the pool keeps each connection's statements).
-    async fn prepared(&self, sql: &str) -> Result<(Client, Statement), QueryError> {
-        let client = self.inner.pool.get().await.map_err(pool_error)?;
-        let statement = client.prepare_cached(sql).await.map_err(query_error)?;
-        Ok((client, statement))
     }
 
     /// Bounds a query by the timeout, times it, and keeps the status.
@@ -297,11 +321,45 @@ impl Database {
             Ok(_) => self.set_status(Status::Up),
             Err(QueryError::Unavailable) => self.set_status(Status::Down),
             Err(QueryError::Refused(error)) => {
-                log::error!(operation; "database: query refused: {error}");
+                log::error!(operation; "database: query refused: {}", refusal(error));
             }
         }
         outcome
     }
+}
+
+/// The health check's query.
+const CHECK: Sql = Sql {
+    text: "SELECT 1",
+    types: &[],
+};
+
+/// `sql` prepared on this connection, once: the pool keeps each
+/// connection's statements.
+async fn prepared(client: &Client, sql: &Sql) -> Result<Statement, QueryError> {
+    client
+        .prepare_typed_cached(sql.text, sql.types)
+        .await
+        .map_err(query_error)
+}
+
+/// The parameters with their types, as an unprepared query sends them.
+fn typed<'a>(sql: &Sql, params: &[&'a (dyn ToSql + Sync)]) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .zip(sql.types)
+        .map(|(param, kind)| (*param, kind.clone()))
+        .collect()
+}
+
+/// What PostgreSQL said, with its SQLSTATE: tokio-postgres's own text for
+/// a refusal is only "db error".
+fn refusal(error: &tokio_postgres::Error) -> String {
+    let reason = error
+        .as_db_error()
+        .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+    let code = error.code().map_or("", |code| code.code());
+    format!("{reason} (SQLSTATE {code})")
 }
 
 fn pool_error(error: PoolError) -> QueryError {

@@ -29,6 +29,24 @@ pub struct DatabaseSettings {
     /// `PULSE_DATABASE_READINESS`: whether `/readyz` follows the database
     /// after startup.
     pub readiness: Readiness,
+    /// `PULSE_DATABASE_STATEMENTS`: prepared once per connection, or sent
+    /// whole with every query.
+    pub statements: Statements,
+}
+
+/// How queries reach PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    /// Each query is prepared once per connection (a named statement the
+    /// pool keeps) and then only bound and executed: the least work per query.
+    Prepared,
+    /// Each query is sent whole, as an unnamed statement, with its
+    /// parameters and their types, in one round trip. For a pooler in
+    /// transaction mode (PgBouncer, Supavisor, and the poolers of managed
+    /// databases), which hands each transaction to whichever server
+    /// connection is free, so a statement prepared on one is missing on the
+    /// next; the server then parses and plans the query every time.
+    Unprepared,
 }
 
 /// When an unreachable database makes pulse unready.

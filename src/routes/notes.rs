@@ -14,12 +14,13 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio_postgres::Row;
+use tokio_postgres::types::Type;
 
 use super::RequestContext;
 use super::Verb;
 use super::openapi::{Content, Operation};
 use crate::body;
-use crate::database::{Database, QueryError};
+use crate::database::{Database, QueryError, Sql};
 use crate::response::{Body, Pending, RequestBody, json, json_error, reply};
 use crate::span_export::ChildSpans;
 
@@ -44,17 +45,30 @@ macro_rules! columns {
         "id, text, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
     };
 }
-const INSERT_NOTE: &str = concat!(
-    "INSERT INTO notes (text) VALUES ($1) RETURNING ",
-    columns!()
-);
+const INSERT_NOTE: Sql = Sql {
+    text: concat!(
+        "INSERT INTO notes (text) VALUES ($1) RETURNING ",
+        columns!()
+    ),
+    types: &[Type::TEXT],
+};
 // One more than the page: whether there is a next page, without a count.
-const LIST_NOTES: &str = concat!(
-    "SELECT ",
-    columns!(),
-    " FROM notes WHERE id > $1 ORDER BY id LIMIT $2"
-);
-const SELECT_NOTE: &str = concat!("SELECT ", columns!(), " FROM notes WHERE id = $1");
+const LIST_NOTES: Sql = Sql {
+    text: concat!(
+        "SELECT ",
+        columns!(),
+        " FROM notes WHERE id > $1 ORDER BY id LIMIT $2"
+    ),
+    types: &[Type::INT8, Type::INT8],
+};
+const SELECT_NOTE: Sql = Sql {
+    text: concat!("SELECT ", columns!(), " FROM notes WHERE id = $1"),
+    types: &[Type::INT8],
+};
+const DELETE_NOTE: Sql = Sql {
+    text: "DELETE FROM notes WHERE id = $1",
+    types: &[Type::INT8],
+};
 
 /// `/notes`: GET lists, POST creates.
 pub fn collection(ctx: &RequestContext, request_body: RequestBody) -> Pending {
@@ -112,7 +126,7 @@ async fn create(
         Err(reason) => return json_error(StatusCode::BAD_REQUEST, reason),
     };
     match database
-        .query(spans, "insert_note", INSERT_NOTE, &[&text])
+        .query(spans, "insert_note", &INSERT_NOTE, &[&text])
         .await
     {
         Ok(rows) if rows.len() == 1 => {
@@ -135,7 +149,7 @@ async fn list(
     after: i64,
 ) -> Response<Body> {
     let rows = match database
-        .query(spans, "list_notes", LIST_NOTES, &[&after, &(limit + 1)])
+        .query(spans, "list_notes", &LIST_NOTES, &[&after, &(limit + 1)])
         .await
     {
         Ok(rows) => rows,
@@ -163,7 +177,7 @@ async fn read(
     if_none_match: Option<&str>,
 ) -> Response<Body> {
     let rows = match database
-        .query(spans, "select_note", SELECT_NOTE, &[&id])
+        .query(spans, "select_note", &SELECT_NOTE, &[&id])
         .await
     {
         Ok(rows) => rows,
@@ -193,12 +207,7 @@ async fn read(
 
 async fn remove(database: &Database, spans: Option<&ChildSpans>, id: i64) -> Response<Body> {
     match database
-        .execute(
-            spans,
-            "delete_note",
-            "DELETE FROM notes WHERE id = $1",
-            &[&id],
-        )
+        .execute(spans, "delete_note", &DELETE_NOTE, &[&id])
         .await
     {
         Ok(0) => json_error(StatusCode::NOT_FOUND, "no note has this id"),

@@ -66,6 +66,7 @@ pub fn database_settings(url: &str) -> pulse::database::DatabaseSettings {
         pool_size: 4,
         timeout: Duration::from_secs(2),
         readiness: pulse::database::Readiness::Startup,
+        statements: pulse::database::Statements::Prepared,
     }
 }
 

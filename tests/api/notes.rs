@@ -128,6 +128,78 @@ async fn notes_are_created_read_and_deleted_over_http1_and_h2c() {
     }
 }
 
+/// A fresh database's URL through the pooler `PULSE_TEST_DATABASE_POOLER`
+/// (HOST:PORT, PgBouncer in transaction mode) instead of straight to the
+/// cluster.
+async fn fresh_database_through_the_pooler() -> String {
+    let pooler = std::env::var("PULSE_TEST_DATABASE_POOLER").unwrap_or_else(|_| {
+        panic!("PULSE_TEST_DATABASE_POOLER is not set: {NEEDS_POSTGRES}")
+    });
+    let direct = fresh_database().await;
+    let (credentials, rest) = direct.rsplit_once('@').expect("USER@HOST in the URL");
+    let database = rest.split_once('/').expect("/DATABASE in the URL").1;
+    format!("{credentials}@{pooler}/{database}")
+}
+
+/// Four requests at a time, 30 times, over a pool of 4 connections: every
+/// route's query, on whichever of the pooler's server connections is free.
+/// Returns the answers that were not 2xx.
+async fn failures_under_load(url: &str, statements: pulse::database::Statements) -> Vec<String> {
+    let mut settings = database_settings(url);
+    settings.statements = statements;
+    let app = spawn_app(pulse::config::Config {
+        database: Some(settings),
+        ..test_config()
+    })
+    .await;
+    wait_ready(&app).await;
+    let created = post_json(app.addr, "/notes", r#"{"text":"first"}"#).await;
+    assert_eq!(created.status(), 201, "{}", created.body);
+    let first = created.header("location").expect("Location").to_owned();
+    let mut failures = Vec::new();
+    for round in 0..30 {
+        let addr = app.addr;
+        let text = format!(r#"{{"text":"round {round}"}}"#);
+        let (posted, read, listed, deleted) = tokio::join!(
+            post_json(addr, "/notes", &text),
+            get(addr, &first),
+            get(addr, "/notes?limit=5"),
+            call(addr, "DELETE", "/notes/999999"),
+        );
+        for (route, answer, expected) in [
+            ("POST /notes", posted, 201),
+            ("GET /notes/{id}", read, 200),
+            ("GET /notes", listed, 200),
+            ("DELETE /notes/{id}", deleted, 404),
+        ] {
+            if answer.status() != expected {
+                failures.push(format!("{route}: {} {}", answer.status(), answer.body));
+            }
+        }
+    }
+    failures
+}
+
+/// Behind a pooler in transaction mode, as managed databases offer one,
+/// each query may run on another server connection than the last.
+/// `PULSE_DATABASE_STATEMENTS=unprepared` then serves every route.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
+async fn unprepared_statements_serve_every_route_through_a_transaction_mode_pooler() {
+    use pulse::database::Statements;
+    let url = fresh_database_through_the_pooler().await;
+    let failures = failures_under_load(&url, Statements::Unprepared).await;
+    assert!(failures.is_empty(), "{} failed: {failures:#?}", failures.len());
+    // What the setting is for: with statements prepared on one server
+    // connection and run on another, the same load fails. Were the pooler
+    // not in transaction mode, this test would prove nothing.
+    let failures = failures_under_load(&url, Statements::Prepared).await;
+    assert!(
+        !failures.is_empty(),
+        "prepared statements worked through the pooler: is it in transaction mode?"
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
 async fn the_list_pages_by_id_and_links_the_next_page() {
@@ -329,6 +401,30 @@ fn a_schema_newer_than_the_binary_stops_pulse_with_the_reason() {
     assert_eq!(status.code(), Some(1));
     let line = binary.wait_for_line("pulse stopped", Duration::from_secs(1));
     assert!(line.contains("schema version 999"), "{line}");
+}
+
+/// A query PostgreSQL refuses is a 500 to the client, and the log says
+/// what PostgreSQL said, not only that it refused.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: scripts/e2e/database.sh runs it"]
+async fn a_refused_query_is_a_500_and_the_log_gives_postgresqls_reason() {
+    let url = fresh_database().await;
+    let mut binary = Binary::spawn("refused-query", &[("PULSE_DATABASE_URL", &url)]);
+    let addr = binary.wait_until_listening();
+    binary.wait_for_line("applied migrations", Duration::from_secs(15));
+    connect(&url)
+        .await
+        .batch_execute("ALTER TABLE notes RENAME TO notes_elsewhere")
+        .await
+        .unwrap();
+    let answer = get(addr, "/notes/1").await;
+    assert_eq!(answer.status(), 500, "{}", answer.body);
+    assert!(!answer.body.contains("notes"), "the reason stays in the log: {}", answer.body);
+    let line = binary.wait_for_line("query refused", Duration::from_secs(2));
+    assert!(
+        line.contains(r#"relation "notes" does not exist (SQLSTATE 42P01)"#),
+        "{line}"
+    );
 }
 
 #[tokio::test]
