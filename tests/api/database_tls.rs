@@ -58,7 +58,8 @@ async fn every_tls_mode_stores_and_reads_a_note() {
 #[ignore = "needs PostgreSQL with TLS: scripts/e2e/database.sh runs it"]
 async fn sslmode_is_ignored_over_a_unix_socket() {
     let socket_dir = setting("PULSE_TEST_DATABASE_SOCKET_DIR");
-    // postgres://USER:PASSWORD@127.0.0.1:PORT/DATABASE, on the socket instead.
+    // The TLS role's URL (its credentials, 127.0.0.1 and the port, the
+    // database), pointed at the socket instead.
     let tcp = setting("PULSE_TEST_DATABASE_TLS_URL");
     let (credentials, rest) = tcp.rsplit_once('@').expect("USER@HOST in the URL");
     let (address, database) = rest.split_once('/').expect("/DATABASE in the URL");
