@@ -412,9 +412,9 @@ pg_start() {
 
 # start_pgbouncer puts PgBouncer (Debian's) in front of start_postgres's
 # cluster in transaction mode, the mode of the poolers managed databases
-# offer, with two server connections for every client. Sets PG_POOLER (its
-# HOST:PORT, for any database of the cluster, the pulse role's password).
-# stop_postgres stops it too.
+# offer, with two server connections per database shared by all its
+# clients. Sets PG_POOLER, its HOST:PORT: any database of the cluster, as
+# the pulse role with its password. stop_postgres stops it too.
 start_pgbouncer() {
   apt_install pgbouncer
   local dir
