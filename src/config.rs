@@ -348,13 +348,13 @@ impl Config {
                     ))
                 }
             })?,
-            log_format: get("PULSE_LOG_FORMAT").map_or(Ok(defaults.log_format), |(n, v)| {
-                match v.trim().to_ascii_lowercase().as_str() {
-                    "text" => Ok(LogFormat::Text),
-                    "json" => Ok(LogFormat::Json),
-                    _ => Err(invalid(n, v, "text or json")),
-                }
-            })?,
+            log_format: word_setting(
+                &get,
+                "PULSE_LOG_FORMAT",
+                defaults.log_format,
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                "text or json",
+            )?,
             drain_delay: duration_setting(&get, "PULSE_DRAIN_DELAY", defaults.drain_delay)?,
             shutdown_timeout: duration_setting(
                 &get,
@@ -518,6 +518,24 @@ fn invalid(name: &'static str, value: String, allowed: &'static str) -> ConfigEr
     }
 }
 
+/// A setting that is one of a few `words`, in any case; `default` when unset.
+fn word_setting<T: Copy>(
+    get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
+    name: &'static str,
+    default: T,
+    words: &[(&str, T)],
+    allowed: &'static str,
+) -> Result<T, ConfigError> {
+    let Some((name, value)) = get(name) else {
+        return Ok(default);
+    };
+    let word = value.trim().to_ascii_lowercase();
+    match words.iter().find(|(candidate, _)| *candidate == word) {
+        Some((_, chosen)) => Ok(*chosen),
+        None => Err(invalid(name, value, allowed)),
+    }
+}
+
 fn duration_setting(
     get: &impl Fn(&'static str) -> Option<(&'static str, String)>,
     name: &'static str,
@@ -562,20 +580,26 @@ fn database_settings(
         "PULSE_DATABASE_TIMEOUT",
         duration_setting(get, "PULSE_DATABASE_TIMEOUT", Duration::from_secs(2))?,
     )?;
-    let readiness = get("PULSE_DATABASE_READINESS").map_or(Ok(Readiness::Startup), |(n, v)| {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "startup" => Ok(Readiness::Startup),
-            "always" => Ok(Readiness::Always),
-            _ => Err(invalid(n, v, "startup (ready once migrated; the default) or always (unready while the database is down)")),
-        }
-    })?;
-    let statements = get("PULSE_DATABASE_STATEMENTS").map_or(Ok(Statements::Prepared), |(n, v)| {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "prepared" => Ok(Statements::Prepared),
-            "unprepared" => Ok(Statements::Unprepared),
-            _ => Err(invalid(n, v, "prepared (the default) or unprepared (behind a pooler in transaction mode, such as PgBouncer's)")),
-        }
-    })?;
+    let readiness = word_setting(
+        get,
+        "PULSE_DATABASE_READINESS",
+        Readiness::Startup,
+        &[
+            ("startup", Readiness::Startup),
+            ("always", Readiness::Always),
+        ],
+        "startup (ready once migrated; the default) or always (unready while the database is down)",
+    )?;
+    let statements = word_setting(
+        get,
+        "PULSE_DATABASE_STATEMENTS",
+        Statements::Prepared,
+        &[
+            ("prepared", Statements::Prepared),
+            ("unprepared", Statements::Unprepared),
+        ],
+        "prepared (the default) or unprepared (behind a pooler in transaction mode, such as PgBouncer's)",
+    )?;
     let password = secret(SecretKind::DatabasePassword)?;
     let Some(url) = secret(SecretKind::DatabaseUrl)? else {
         return Ok(None);
