@@ -23,8 +23,8 @@ use super::settings::Tls;
 ///
 /// Every connection goes through this one type, `disable` too (tokio-postgres
 /// then never asks it for TLS): tokio-postgres's connection code is generic
-/// over it, and a second type (its `NoTls`) would compile all of that twice,
-/// 49 KB of the binary.
+/// over it, and a second type (its `NoTls`) would compile all of that twice
+/// (what that cost: docs/database.md, "What it costs").
 #[derive(Clone)]
 pub struct MakeRustls {
     /// None for `disable`.
